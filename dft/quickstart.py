@@ -1,0 +1,174 @@
+"""The CPU quickstart: the whole DFT pipeline at tiny scale, through the same code a GPU cluster runs.
+
+    python -m dft.quickstart
+
+1. builds a tiny Qwen2-architecture model and math word problems, by code (``dft.tiny``);
+2. makes the Base model as the paper's bases are made, by pretraining: a short cross-entropy run on a split
+   of its own (DFT reweights tokens by the model's own probability, so like the paper it needs a base that
+   already puts some mass on the right tokens; from random weights every p is ~1/vocab);
+3. fine-tunes Base with SFT and with DFT on another split, with ``dft.train`` through verl's engine on 2
+   processes (torchrun, FSDP2, gloo);
+4. evaluates Base, SFT and DFT on the held-out split (greedy decoding, math-verify grading);
+5. prints a table in the layout of the paper's Table 1 and writes ``results.json`` and per-response files.
+
+Run it again and finished stages are reused: a trained checkpoint is not retrained, an interrupted training
+run resumes from its last checkpoint.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dft.tiny import build_tiny_assets, write_sft_parquet
+
+ROWS = ("Base", "SFT", "DFT")
+
+
+def train_overrides(model: Path, data: Path, val: Path, loss: str, run_dir: Path, steps: int, save_every: int):
+    """Hydra overrides for one tiny-cpu run of dft.train; the final checkpoint also holds HF weights."""
+    return [
+        "preset=tiny-cpu",
+        f"loss.name={loss}",
+        f"model.path={model}",
+        f"data.train_files={data}",
+        f"data.val_files={val}",
+        "trainer.total_epochs=100",
+        f"trainer.total_training_steps={steps}",
+        f"trainer.save_freq={save_every}",
+        "trainer.max_ckpt_to_keep=1",
+        f"trainer.default_local_dir={run_dir / 'ckpt'}",
+        "trainer.logger=[console,file]",
+        "checkpoint.save_contents=[model,optimizer,extra,hf_model]",
+    ]
+
+
+def _logged_steps(log_path: Path) -> dict:
+    if not log_path.exists():
+        return {}
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    return {row["step"]: row["data"] for row in rows if "train/loss" in row["data"]}
+
+
+def _wait_with_progress(proc: subprocess.Popen, log_path: Path, steps: int, desc: str) -> None:
+    with tqdm(total=steps, desc=desc, unit="step") as bar:
+        while proc.poll() is None:
+            time.sleep(1.0)
+            bar.n = len(_logged_steps(log_path))
+            bar.refresh()
+
+
+def train(overrides: list[str], run_dir: Path, steps: int, desc: str) -> Path:
+    """Run dft.train (or reuse a finished run); return the final checkpoint's Hugging Face directory."""
+    hf_dir = run_dir / "ckpt" / f"global_step_{steps}" / "huggingface"
+    if (hf_dir / "model.safetensors").exists():
+        return hf_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dft.train"]
+    cmd += overrides
+    log_path = run_dir / "metrics.jsonl"
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(log_path), PYTHONUNBUFFERED="1")
+    with open(run_dir / "train.log", "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        _wait_with_progress(proc, log_path, steps, desc)
+    if proc.returncode != 0 or not (hf_dir / "model.safetensors").exists():
+        tail = (run_dir / "train.log").read_text()[-3000:]
+        raise RuntimeError(f"{desc} failed (exit {proc.returncode}); log: {run_dir / 'train.log'}\n{tail}")
+    return hf_dir
+
+
+def evaluate_rows(models: dict, records: list[dict], out_dir: Path, max_new_tokens: int) -> dict:
+    """Greedy accuracy of each model on the held-out records; responses go to ``eval_<row>.jsonl``."""
+    from dft.quick_eval import evaluate
+
+    results = {}
+    with tqdm(total=len(models) * len(records), desc="evaluate", unit="problem") as bar:
+        for row, model_dir in models.items():
+            result = evaluate(model_dir, records, max_new_tokens=max_new_tokens, on_batch=bar.update)
+            with open(out_dir / f"eval_{row.lower()}.jsonl", "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in result.pop("rows"))
+            results[row] = result
+    return results
+
+
+def format_table(results: dict, benchmark: str) -> str:
+    """Rows Base/SFT/DFT, one benchmark column plus Avg, as the paper's Table 1 lays them out; best in bold."""
+    best = max(r["accuracy"] for r in results.values())
+    lines = [f"| Model | {benchmark} | Avg. |", "|---|---|---|"]
+    for row, r in results.items():
+        cell = f"{100 * r['accuracy']:.1f}"
+        cell = f"**{cell}**" if r["accuracy"] == best else cell
+        lines.append(f"| {row} | {cell} | {cell} |")
+    return "\n".join(lines)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def split_pretrain_finetune(assets, n_pretrain: int) -> tuple[Path, Path]:
+    """Disjoint parquet files for pretraining the Base model and for fine-tuning it."""
+    pretrain, finetune = assets.root / "data" / "pretrain.parquet", assets.root / "data" / "finetune.parquet"
+    if not (pretrain.exists() and finetune.exists()):
+        write_sft_parquet(assets.train_records[:n_pretrain], pretrain)
+        write_sft_parquet(assets.train_records[n_pretrain:], finetune)
+    return pretrain, finetune
+
+
+def run(out: Path, pretrain_steps: int, steps: int, n_train: int, max_new_tokens: int) -> dict:
+    """The whole quickstart; returns what it writes to ``out/results.json``."""
+    start = time.time()
+    assets = build_tiny_assets(out / "tiny", n_train=n_train, n_val=64, n_test=64, seed=0)
+    pretrain, finetune = split_pretrain_finetune(assets, n_pretrain=n_train // 2)
+    every = max(steps // 4, 1)
+    base_args = train_overrides(
+        assets.model_dir, pretrain, assets.val_parquet, "sft", out / "base", pretrain_steps, every
+    )
+    models = {"Base": train(base_args, out / "base", pretrain_steps, "pretrain Base (CE)")}
+    overrides = {"Base": base_args}
+    for loss in ("sft", "dft"):
+        overrides[loss.upper()] = train_overrides(
+            models["Base"], finetune, assets.val_parquet, loss, out / loss, steps, every
+        )
+        models[loss.upper()] = train(overrides[loss.upper()], out / loss, steps, f"fine-tune {loss.upper()}")
+    results = evaluate_rows(models, assets.test_records, out, max_new_tokens)
+    training = {row: _logged_steps(out / row.lower() / "metrics.jsonl") for row in ROWS}
+    training = {row: log[max(log)] for row, log in training.items() if log}
+    summary = {
+        "commit": git_commit(),
+        "model": "tiny Qwen2 (dft.tiny, seed 0)",
+        "benchmark": {"name": "tiny-math held-out", "n": len(assets.test_records)},
+        "sampling": {"decoding": "greedy", "max_new_tokens": max_new_tokens},
+        "train": {"overrides": overrides, "final_metrics": training},
+        "results": {row: results[row] for row in ROWS},
+        "wall_s": round(time.time() - start, 1),
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Tiny end-to-end DFT vs SFT run on CPU (about 5 minutes).")
+    parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
+    parser.add_argument("--pretrain-steps", type=int, default=60, help="cross-entropy steps that make Base")
+    parser.add_argument("--steps", type=int, default=120, help="fine-tuning steps per loss (batch 32)")
+    parser.add_argument("--n-train", type=int, default=4000, help="training problems (half pretrain, half fine-tune)")
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    args = parser.parse_args(argv)
+    summary = run(args.out.resolve(), args.pretrain_steps, args.steps, args.n_train, args.max_new_tokens)
+    print()
+    print(format_table(summary["results"], f"tiny-math ({summary['benchmark']['n']})"))
+    print(f"\nresults: {args.out / 'results.json'}   wall time: {summary['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

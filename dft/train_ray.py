@@ -1,0 +1,39 @@
+"""Train with verl's Ray engine SFT trainer (single controller; one or several nodes).
+
+    ray start --head            # on the head node; `ray start --address=HEAD:6379` on the others
+    python -m dft.train_ray trainer.nnodes=2 trainer.n_gpus_per_node=8 loss.name=dft model.path=...
+
+Without a running cluster, ``ray.init()`` starts a local one. Same config as ``dft.train``.
+"""
+
+import os
+
+import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
+
+import hydra
+
+from dft.trainer import prepare_config
+
+
+def run(config) -> None:
+    import ray
+
+    from dft.cpu_platform import on_cpu
+    from dft.trainer import _ray_trainer_cls
+
+    if not ray.is_initialized():
+        # Workers of a local cluster import verl afresh; make them pick the same platform as this driver.
+        env = {"VERL_PLATFORM": "cpu"} if on_cpu() else {}
+        env.update({k: os.environ[k] for k in ("VERL_FILE_LOGGER_PATH",) if k in os.environ})
+        ray.init(runtime_env={"env_vars": env} if env else None)
+    trainer = _ray_trainer_cls()(config=config)
+    trainer.fit()
+
+
+@hydra.main(config_path="../configs", config_name="dft_trainer", version_base=None)
+def main(config) -> None:
+    run(prepare_config(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""verl's engine SFT trainers with the loss chosen by ``loss.name``; everything else is verl's.
+
+``DFTTrainer`` subclasses ``verl.trainer.sft_trainer.SFTTrainer`` (torchrun / SPMD) and ``DFTRayTrainer``
+subclasses ``verl.trainer.sft_trainer_ray.SFTTrainer`` (single controller over Ray). Each one builds verl's
+engine as verl does, then swaps the loss with ``training_client.set_loss_fn``.
+
+One gap is filled here: verl's SFT ``fit`` logs the metrics a loss returns as it receives them, a list of
+``verl.utils.metric.Metric`` per data-parallel rank, which no logger can print. The trainers reduce such
+values to floats (``Metric.aggregate_dp``, as verl's PPO path does) before ``fit`` sees them.
+"""
+
+import os
+from functools import wraps
+
+from omegaconf import DictConfig, open_dict
+from verl.utils import tensordict_utils as tu
+from verl.utils.metric import Metric
+
+from dft.losses import get_loss_fn, loss_config_from
+
+
+def reduce_metric_values(metrics: dict) -> dict:
+    """Replace ``Metric`` values (one per rank, or one) by their aggregate, in place; return the dict."""
+    for key, value in metrics.items():
+        if isinstance(value, Metric):
+            metrics[key] = float(value.aggregate())
+        elif isinstance(value, list) and value and isinstance(value[0], Metric):
+            metrics[key] = float(Metric.aggregate_dp(value))
+    return metrics
+
+
+def _reduce_output_metrics(output):
+    if output is not None and "metrics" in output.keys():
+        reduce_metric_values(tu.get(output, "metrics"))
+    return output
+
+
+def with_reduced_metrics(call):
+    """Wrap a training client's ``train_batch``/``infer_batch`` so the returned metrics are plain floats.
+
+    Works for the SPMD worker (returns a TensorDict or None) and the Ray worker group (returns a future whose
+    ``get()`` gives the TensorDict).
+    """
+
+    @wraps(call)
+    def wrapped(*args, **kwargs):
+        output = call(*args, **kwargs)
+        if hasattr(output, "get") and callable(output.get) and not hasattr(output, "keys"):
+            return _ReducingFuture(output)
+        return _reduce_output_metrics(output)
+
+    return wrapped
+
+
+class _ReducingFuture:
+    def __init__(self, future):
+        self._future = future
+
+    def get(self):
+        return _reduce_output_metrics(self._future.get())
+
+
+class _LossSwap:
+    """The part both trainers share: after verl builds its engine, set our loss and reduce its metrics."""
+
+    def _build_engine(self):
+        super()._build_engine()
+        self.loss_fn = get_loss_fn(loss_config_from(self.config.get("loss")))
+        self.training_client.set_loss_fn(loss_fn=self.loss_fn)
+        self.training_client.train_batch = with_reduced_metrics(self.training_client.train_batch)
+        self.training_client.infer_batch = with_reduced_metrics(self.training_client.infer_batch)
+
+
+def _spmd_trainer_cls():
+    from verl.trainer.sft_trainer import SFTTrainer
+
+    class DFTTrainer(_LossSwap, SFTTrainer):
+        """verl's torchrun engine SFT trainer, with the loss from ``config.loss``."""
+
+    return DFTTrainer
+
+
+def _ray_trainer_cls():
+    from verl.trainer.sft_trainer_ray import SFTTrainer
+
+    class DFTRayTrainer(_LossSwap, SFTTrainer):
+        """verl's Ray engine SFT trainer, with the loss from ``config.loss``."""
+
+    return DFTRayTrainer
+
+
+def _is_local_path(path: str) -> bool:
+    return "://" not in str(path)
+
+
+def check_data_files(config: DictConfig) -> None:
+    """Fail before any model is loaded if a local train or val file is missing, naming the field and file."""
+    for field in ("train_files", "val_files"):
+        files = config.data.get(field)
+        if not files:
+            continue
+        for path in [files] if isinstance(files, str) else list(files):
+            expanded = os.path.expanduser(str(path))
+            if _is_local_path(expanded) and not os.path.exists(expanded):
+                raise FileNotFoundError(f"data.{field}: no such file: {expanded}")
+
+
+def _flash_attn_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def adapt_to_machine(config: DictConfig) -> list[str]:
+    """Adjust what a CPU-only machine or a missing flash-attn cannot run; return what was changed.
+
+    Nothing changes on a CUDA machine with flash-attn installed.
+    """
+    from dft.cpu_platform import on_cpu
+
+    changes = []
+    with open_dict(config):
+        override = config.model.setdefault("override_config", {})
+        if not _flash_attn_installed() and "attn_implementation" not in override:
+            override["attn_implementation"] = "sdpa"
+            changes.append("model.override_config.attn_implementation=sdpa (flash-attn is not installed)")
+        if on_cpu():
+            wanted = {"trainer.device": "cpu", "engine.strategy": "fsdp2", "engine.use_torch_compile": False}
+            for key, value in wanted.items():
+                section, field = key.split(".")
+                if config[section][field] != value:
+                    # FSDP1 needs an accelerator's device_id; torch.compile is slow to warm up on CPU.
+                    changes.append(f"{key}={value} (was {config[section][field]}; CPU platform)")
+                    config[section][field] = value
+    return changes
+
+
+def prepare_config(config: DictConfig) -> DictConfig:
+    """Validate what verl would only discover late (loss, data files) and adapt to the machine."""
+    loss_config_from(config.get("loss"))
+    check_data_files(config)
+    for change in adapt_to_machine(config):
+        print(f"[dft] {change}")
+    return config

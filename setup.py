@@ -1,0 +1,41 @@
+"""dft: Dynamic Fine-Tuning and its baselines as a recipe on top of verl 0.9.1 (never vendored)."""
+
+from setuptools import find_packages, setup
+
+# The cluster stack at the versions verl 0.9.1 pins in its own `vllm` and `fsdp` extras.
+GPU_REQUIRES = [
+    "verl[vllm,fsdp]==0.9.1",
+    "torch==2.11.0",
+    "vllm==0.24.0",
+    "flash-attn==2.8.3",
+    "liger-kernel>=0.8.2",
+    "transformers==5.9.0",
+]
+
+setup(
+    name="dft",
+    version="0.1.0",
+    description="Dynamic Fine-Tuning (arXiv 2508.05629) as a loss variant in verl's engine SFT trainer",
+    packages=find_packages(include=["dft", "dft.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # CPU machines: `pip install torch==2.13.0` first (see README); GPU clusters get torch from [gpu].
+        "verl==0.9.1",
+        # verl's SFT trainer imports these through verl.checkpoint_engine (verl-core extra).
+        "fastapi",
+        "uvicorn",
+        "hydra-core",
+        "math-verify",
+        "pandas",
+        "pyarrow",
+        "tqdm",
+    ],
+    extras_require={
+        "gpu": GPU_REQUIRES,
+        "test": ["pytest", "ruff"],
+    },
+    entry_points={
+        # verl imports every module in this group on `import verl` (VERL_USE_EXTERNAL_PLUGINS=auto).
+        "verl.plugins": ["dft_cpu = dft.cpu_platform"],
+    },
+)

@@ -1,0 +1,52 @@
+"""Shared fixtures: the tiny model and data (made by code, once per session) and a launcher for dft.train."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dft.tiny import build_tiny_assets
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return build_tiny_assets(tmp_path_factory.mktemp("tiny"), n_train=256, n_val=32, n_test=16, seed=0)
+
+
+def tiny_overrides(tiny, run_dir, steps):
+    return [
+        "preset=tiny-cpu",
+        f"model.path={tiny.model_dir}",
+        f"data.train_files={tiny.train_parquet}",
+        f"data.val_files={tiny.val_parquet}",
+        f"trainer.total_training_steps={steps}",
+        f"trainer.default_local_dir={run_dir}/ckpt",
+        "trainer.logger=[console,file]",
+    ]
+
+
+def run_module(module, args, log_path, nproc=None, timeout=600):
+    """Run ``python -m module args`` (under torchrun when nproc is given); return the process result."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd = (launcher if nproc else [sys.executable]) + ["-m", module, *args]
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(log_path), PYTHONUNBUFFERED="1")
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def read_log(log_path):
+    """verl's file logger lines as {step: metrics}, later lines for the same step merged in."""
+    steps = {}
+    for line in Path(log_path).read_text().splitlines():
+        row = json.loads(line)
+        steps.setdefault(row["step"], {}).update(row["data"])
+    return steps
+
+
+def check_ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"

@@ -1,0 +1,216 @@
+"""dft.losses against independent float64 references computed from raw logits.
+
+The batch is laid out as verl's engine lays it out: jagged input ids and loss mask, and per-token log-probs
+of the *next* token computed on the flattened batch (so the loss mask must be rolled by one).
+"""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from verl.utils import tensordict_utils as tu
+from verl.workers.utils.losses import sft_loss as verl_sft_loss
+
+from dft.losses import LossConfig, dft_loss, get_loss_fn, loss_config_from, sft_loss
+from dft.trainer import reduce_metric_values
+
+torch.set_default_dtype(torch.float64)
+
+
+def make_sequences(lengths, prompt_lengths, vocab, seed=0, logit_scale=3.0):
+    """Random token ids, per-position logits and loss masks (prompt 0, response 1) for each sequence."""
+    gen = torch.Generator().manual_seed(seed)
+    seqs = []
+    for length, prompt in zip(lengths, prompt_lengths):
+        ids = torch.randint(0, vocab, (length,), generator=gen)
+        logits = torch.randn(length, vocab, generator=gen) * logit_scale
+        mask = torch.zeros(length, dtype=torch.long)
+        mask[prompt:] = 1
+        seqs.append({"ids": ids, "logits": logits, "mask": mask})
+    return seqs
+
+
+def engine_log_probs(seqs):
+    """Flat log-probs as verl's engine computes them: log_softmax(logits[t])[ids rolled left by one]."""
+    logits = torch.cat([s["logits"] for s in seqs])
+    targets = torch.roll(torch.cat([s["ids"] for s in seqs]), shifts=-1)
+    return torch.log_softmax(logits, dim=-1).gather(-1, targets[:, None]).squeeze(-1)
+
+
+def nested(tensors):
+    return torch.nested.nested_tensor(tensors, layout=torch.jagged)
+
+
+def nested_batch(seqs, log_probs_flat, batch_num_tokens=None, dp_size=1):
+    """(model_output, data) in verl's no-padding layout."""
+    offsets = [0]
+    for s in seqs:
+        offsets.append(offsets[-1] + len(s["ids"]))
+    if batch_num_tokens is None:
+        batch_num_tokens = int(sum(s["mask"].sum() for s in seqs))
+    data = tu.get_tensordict(
+        tensor_dict={"input_ids": nested([s["ids"] for s in seqs]), "loss_mask": nested([s["mask"] for s in seqs])},
+        non_tensor_dict={"pad_mode": "no_padding", "batch_num_tokens": batch_num_tokens, "dp_size": dp_size},
+    )
+    # as the engine builds it: a jagged view over the flat log-probs, which keeps the autograd graph
+    log_probs = torch.nested.nested_tensor_from_jagged(log_probs_flat, torch.tensor(offsets))
+    return {"log_probs": log_probs}, data
+
+
+def padded_batch(seqs, log_probs_flat):
+    """(model_output, data) in verl's right-padding layout: response-aligned (B, R) log-probs and mask."""
+    width = max(int(s["mask"].sum()) for s in seqs)
+    log_probs = torch.zeros(len(seqs), width)
+    response_mask = torch.zeros(len(seqs), width, dtype=torch.long)
+    start = 0
+    for i, s in enumerate(seqs):
+        prompt = int((s["mask"] == 0).sum())
+        n = len(s["ids"]) - prompt
+        # the log-prob of response token j sits at the position before it
+        log_probs[i, :n] = log_probs_flat[start + prompt - 1 : start + prompt - 1 + n]
+        response_mask[i, :n] = 1
+        start += len(s["ids"])
+    num_tokens = int(response_mask.sum())
+    data = tu.get_tensordict(
+        tensor_dict={"response_mask": response_mask},
+        non_tensor_dict={"pad_mode": "right", "batch_num_tokens": num_tokens, "dp_size": 1},
+    )
+    return {"log_probs": log_probs}, data
+
+
+def reference_token_terms(seqs):
+    """Per response token (p, CE) from raw logits with softmax and F.cross_entropy, in float64."""
+    probs, ces = [], []
+    for s in seqs:
+        for j in torch.nonzero(s["mask"]).flatten().tolist():
+            logits, target = s["logits"][j - 1], s["ids"][j]
+            ces.append(F.cross_entropy(logits[None], target[None]))
+            probs.append(torch.softmax(logits, dim=-1)[target])
+    return torch.stack(probs), torch.stack(ces)
+
+
+SEQS = dict(lengths=[7, 12, 5, 9], prompt_lengths=[3, 4, 2, 5], vocab=11)
+
+
+def test_dft_matches_float64_reference_from_logits():
+    seqs = make_sequences(**SEQS)
+    model_output, data = nested_batch(seqs, engine_log_probs(seqs))
+    loss, _ = dft_loss(LossConfig("dft"), model_output, data)
+    p, ce = reference_token_terms(seqs)
+    torch.testing.assert_close(loss, (p * ce).mean(), rtol=1e-12, atol=0)
+
+
+def test_dft_is_half_ce_for_uniform_two_token_vocabulary():
+    seqs = make_sequences([6, 4], [2, 1], vocab=2, logit_scale=0.0)
+    model_output, data = nested_batch(seqs, engine_log_probs(seqs))
+    dft, _ = dft_loss(LossConfig("dft"), model_output, data)
+    ce, _ = sft_loss(LossConfig("sft"), model_output, data)
+    assert math.isclose(ce.item(), math.log(2), rel_tol=1e-12)
+    assert math.isclose(dft.item(), math.log(2) / 2, rel_tol=1e-12)
+
+
+def test_dft_gradient_is_probability_times_nll_gradient():
+    seqs = make_sequences(**SEQS)
+    for s in seqs:
+        s["logits"].requires_grad_(True)
+    model_output, data = nested_batch(seqs, engine_log_probs(seqs))
+    dft_loss(LossConfig("dft"), model_output, data)[0].backward()
+    dft_grads = [s["logits"].grad.clone() for s in seqs]
+
+    # independent: for each response token, p_t * d(CE_t)/d(logits) / N, from F.cross_entropy's gradient
+    num_tokens = sum(int(s["mask"].sum()) for s in seqs)
+    for s, dft_grad in zip(seqs, dft_grads):
+        expected = torch.zeros_like(s["logits"])
+        for j in torch.nonzero(s["mask"]).flatten().tolist():
+            logits = s["logits"][j - 1].detach().clone().requires_grad_(True)
+            ce = F.cross_entropy(logits[None], s["ids"][j][None])
+            (grad,) = torch.autograd.grad(ce, logits)
+            expected[j - 1] = torch.exp(-ce.detach()) * grad / num_tokens
+        torch.testing.assert_close(dft_grad, expected, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["sft", "dft"])
+def test_padded_and_nested_layouts_agree(name):
+    seqs = make_sequences(**SEQS)
+    flat = engine_log_probs(seqs)
+    loss_fn = get_loss_fn(LossConfig(name))
+    nested_loss, _ = loss_fn(*nested_batch(seqs, flat))
+    padded_loss, _ = loss_fn(*padded_batch(seqs, flat))
+    torch.testing.assert_close(nested_loss, padded_loss, rtol=1e-12, atol=0)
+
+
+def grads_of(loss_fn, seqs, parts, dp_size):
+    """Sum of losses and logits-gradients over (rank, micro-batch) parts, normalised by the global count."""
+    total_tokens = sum(int(s["mask"].sum()) for s in seqs)
+    logits = [s["logits"].detach().clone().requires_grad_(True) for s in seqs]
+    total = 0.0
+    for rank_parts in parts:
+        rank_loss = 0.0
+        for idx in rank_parts:
+            part = [dict(seqs[i], logits=logits[i]) for i in idx]
+            loss, _ = loss_fn(*nested_batch(part, engine_log_probs(part), total_tokens, dp_size))
+            loss.backward()
+            rank_loss = rank_loss + loss.detach()
+        total = total + rank_loss / dp_size  # verl all-reduces the logged loss with AVG over ranks
+    # FSDP averages gradients over ranks
+    return total, [g.grad / dp_size for g in logits]
+
+
+@pytest.mark.parametrize("name", ["sft", "dft"])
+def test_loss_and_gradient_invariant_to_micro_batch_split_and_dp_size(name):
+    seqs = make_sequences(lengths=[7, 12, 5, 9, 6, 8], prompt_lengths=[3, 4, 2, 5, 1, 2], vocab=11)
+    loss_fn = get_loss_fn(LossConfig(name))
+    whole, whole_grads = grads_of(loss_fn, seqs, [[[0, 1, 2, 3, 4, 5]]], dp_size=1)
+    micro, micro_grads = grads_of(loss_fn, seqs, [[[0, 1], [2, 3, 4], [5]]], dp_size=1)
+    dp2, dp2_grads = grads_of(loss_fn, seqs, [[[0, 1], [2]], [[3], [4, 5]]], dp_size=2)
+    for loss, grads in ((micro, micro_grads), (dp2, dp2_grads)):
+        torch.testing.assert_close(loss, whole, rtol=1e-12, atol=0)
+        for g, w in zip(grads, whole_grads):
+            torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-15)
+
+
+def test_sft_is_verl_sft_loss_to_the_bit():
+    torch.set_default_dtype(torch.float32)
+    try:
+        seqs = make_sequences(**SEQS)
+        for s in seqs:
+            s["logits"] = s["logits"].float()
+        for batch in (nested_batch(seqs, engine_log_probs(seqs)), padded_batch(seqs, engine_log_probs(seqs))):
+            ours, _ = sft_loss(LossConfig("sft"), *batch)
+            theirs, _ = verl_sft_loss(None, *batch)
+            assert torch.equal(ours, theirs)
+    finally:
+        torch.set_default_dtype(torch.float64)
+
+
+def test_nll_metric_is_cross_entropy_for_every_loss():
+    seqs = make_sequences(**SEQS)
+    _, ce = reference_token_terms(seqs)
+    for name in ("sft", "dft"):
+        _, metrics = get_loss_fn(LossConfig(name))(*nested_batch(seqs, engine_log_probs(seqs)))
+        assert math.isclose(reduce_metric_values(metrics)["train/nll"], ce.mean().item(), rel_tol=1e-12)
+
+
+def test_weight_floor_and_alpha_follow_their_formulas():
+    seqs = make_sequences(**SEQS)
+    batch = nested_batch(seqs, engine_log_probs(seqs))
+    p, ce = reference_token_terms(seqs)
+    floored, _ = dft_loss(LossConfig("dft", weight_floor=0.2), *batch)
+    torch.testing.assert_close(floored, (p.clamp(min=0.2) * ce).mean(), rtol=1e-12, atol=0)
+    mixed, _ = dft_loss(LossConfig("dft", alpha=0.3), *batch)
+    torch.testing.assert_close(mixed, ((0.3 * p + 0.7) * ce).mean(), rtol=1e-12, atol=0)
+    as_sft, _ = dft_loss(LossConfig("dft", alpha=0.0), *batch)
+    torch.testing.assert_close(as_sft, ce.mean(), rtol=1e-12, atol=0)
+
+
+def test_unknown_loss_name_lists_valid_names():
+    with pytest.raises(ValueError, match=r"loss.name='dtf'.*valid names: \['dft', 'sft'\]"):
+        loss_config_from({"name": "dtf"})
+
+
+def test_bad_loss_options_are_named():
+    with pytest.raises(ValueError, match=r"loss.weight_floor=1.5 must lie in \[0, 1\]"):
+        loss_config_from({"name": "dft", "weight_floor": 1.5})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) in the loss section: \['floor'\]"):
+        loss_config_from({"name": "dft", "floor": 0.1})
