@@ -135,10 +135,28 @@ def adapt_to_machine(config: DictConfig) -> list[str]:
     return changes
 
 
+def check_sequence_parallel(config: DictConfig) -> None:
+    """Refuse Ulysses sequence parallelism without flash-attention instead of training on wrong attention.
+
+    verl 0.9.1 installs its Ulysses all-to-all only into transformers' flash-attention forward
+    (``verl.models.transformers.monkey_patch``); with SDPA or eager attention every rank would attend to its
+    own slice of the sequence only, and the run would go on with a silently wrong model.
+    """
+    sp_size = config.engine.get("ulysses_sequence_parallel_size", 1)
+    attention = config.model.get("override_config", {}).get("attn_implementation", "flash_attention_2")
+    if sp_size > 1 and not str(attention).startswith("flash_attention"):
+        raise ValueError(
+            f"engine.ulysses_sequence_parallel_size={sp_size} needs flash-attention, but attention is "
+            f"{attention!r}: verl applies Ulysses only to flash-attention, so each rank would attend to its own "
+            "shard. Install flash-attn (GPU) or set engine.ulysses_sequence_parallel_size=1."
+        )
+
+
 def prepare_config(config: DictConfig) -> DictConfig:
     """Validate what verl would only discover late (loss, data files) and adapt to the machine."""
     loss_config_from(config.get("loss"))
     check_data_files(config)
     for change in adapt_to_machine(config):
         print(f"[dft] {change}")
+    check_sequence_parallel(config)
     return config

@@ -43,3 +43,63 @@ def test_ray_entry_point_trains_on_a_local_cluster(tiny, tmp_path):
     assert all(math.isfinite(log[step]["train/loss"]) for step in (1, 2))
     # SFT's loss is the NLL itself
     assert math.isclose(log[1]["train/loss"], log[1]["train/nll"], rel_tol=1e-3)
+
+
+FP32 = [f"++engine.mixed_precision.{k}=fp32" for k in ("param_dtype", "reduce_dtype", "buffer_dtype")]
+LAYOUTS = {
+    "1 process": (1, ["model.use_remove_padding=False"]),
+    "2 data-parallel processes": (2, ["model.use_remove_padding=False"]),
+    "2 processes with remove-padding": (2, ["model.use_remove_padding=True"]),
+}
+
+
+def float64_reference_first_step(tiny, batch_size=32):
+    """DFT loss and NLL of the first global batch, from the HF model in float64 (no verl engine involved).
+
+    The batch is what verl's DistributedSampler draws first (seed 0, epoch 0: the first `batch_size` indices
+    of randperm), tokenised by verl's dataset; every data-parallel split of it has the same global loss.
+    """
+    import torch
+    from hydra import compose, initialize_config_dir
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    from conftest import REPO
+
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
+        cfg = compose(config_name="dft_trainer", overrides=["preset=tiny-cpu", f"model.path={tiny.model_dir}"])
+    dataset = MultiTurnSFTDataset(str(tiny.train_parquet), AutoTokenizer.from_pretrained(tiny.model_dir), cfg.data)
+    first = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()[:batch_size]
+    model = AutoModelForCausalLM.from_pretrained(tiny.model_dir, dtype=torch.float64, attn_implementation="eager")
+    dft_sum = nll_sum = count = 0.0
+    with torch.no_grad():
+        for index in first:
+            item = dataset[index]
+            log_probs = torch.log_softmax(model(item["input_ids"][None]).logits[0, :-1], dim=-1)
+            token_lp = log_probs.gather(-1, item["input_ids"][1:, None]).squeeze(-1)
+            mask = item["loss_mask"][1:].to(torch.float64)
+            dft_sum += float((mask * token_lp.exp() * -token_lp).sum())
+            nll_sum += float((mask * -token_lp).sum())
+            count += float(mask.sum())
+    return dft_sum / count, nll_sum / count
+
+
+def test_engine_first_step_dft_matches_float64_reference_in_every_layout(tiny, tmp_path):
+    ref_dft, ref_nll = float64_reference_first_step(tiny)
+    assert ref_dft < ref_nll / 10  # a real DFT value, far from cross-entropy
+    for number, (name, (nproc, layout)) in enumerate(LAYOUTS.items()):
+        run_dir = tmp_path / f"layout{number}"
+        result = run_module("dft.train", tiny_overrides(tiny, run_dir, steps=1) + FP32 + layout,
+                            run_dir / "log.jsonl", nproc=nproc)
+        check_ok(result)
+        step1 = read_log(run_dir / "log.jsonl")[1]
+        assert math.isclose(step1["train/loss"], ref_dft, rel_tol=2e-5), (name, step1["train/loss"], ref_dft)
+        assert math.isclose(step1["train/nll"], ref_nll, rel_tol=2e-5), (name, step1["train/nll"], ref_nll)
+
+
+def test_sequence_parallel_without_flash_attention_is_refused_not_silently_wrong(tiny, tmp_path):
+    args = tiny_overrides(tiny, tmp_path, steps=1) + ["model.use_remove_padding=True",
+                                                      "engine.ulysses_sequence_parallel_size=2"]
+    result = run_module("dft.train", args, tmp_path / "log.jsonl", nproc=2)
+    assert result.returncode != 0
+    assert "engine.ulysses_sequence_parallel_size=2 needs flash-attention, but attention is 'sdpa'" in result.stderr
