@@ -2,15 +2,9 @@
 
 from setuptools import find_packages, setup
 
-# The cluster stack at the versions verl 0.9.1 pins in its own `vllm` and `fsdp` extras.
-GPU_REQUIRES = [
-    "verl[vllm,fsdp]==0.9.1",
-    "torch==2.11.0",
-    "vllm==0.24.0",
-    "flash-attn==2.8.3",
-    "liger-kernel>=0.8.2",
-    "transformers==5.9.0",
-]
+# The cluster stack exactly as verl 0.9.1 pins it in its own extras (one source of truth): `vllm` brings
+# torch 2.11.0, vLLM 0.24.0 and transformers 5.9.0; `fsdp` brings flash-attn 2.8.3 and liger-kernel>=0.8.2.
+GPU_REQUIRES = ["verl[vllm,fsdp]==0.9.1"]
 
 setup(
     name="dft",

@@ -54,8 +54,13 @@ def evaluate(model_dir, records: list[dict], max_new_tokens: int = 64, batch_siz
     """Accuracy of greedy decoding on ``records``, with every response and verdict."""
     responses = generate_greedy(model_dir, records, max_new_tokens, batch_size, on_batch)
     rows = [
-        {"id": r["id"], "answer": r["answer"], "response": resp, "extracted": last_boxed(resp),
-         "correct": is_correct(resp, r["answer"])}
+        {
+            "id": r["id"],
+            "answer": r["answer"],
+            "response": resp,
+            "extracted": last_boxed(resp),
+            "correct": is_correct(resp, r["answer"]),
+        }
         for r, resp in zip(records, responses)
     ]
     return {"accuracy": sum(row["correct"] for row in rows) / len(rows), "n": len(rows), "rows": rows}

@@ -30,17 +30,18 @@ from dft.tiny import build_tiny_assets, write_sft_parquet
 ROWS = ("Base", "SFT", "DFT")
 
 
-def train_overrides(model: Path, data: Path, val: Path, loss: str, run_dir: Path, steps: int, save_every: int):
+def train_overrides(model: Path, data: Path, val: Path, loss: str, lr: float, run_dir: Path, steps: int, every: int):
     """Hydra overrides for one tiny-cpu run of dft.train; the final checkpoint also holds HF weights."""
     return [
         "preset=tiny-cpu",
         f"loss.name={loss}",
+        f"optim.lr={lr}",
         f"model.path={model}",
         f"data.train_files={data}",
         f"data.val_files={val}",
         "trainer.total_epochs=100",
         f"trainer.total_training_steps={steps}",
-        f"trainer.save_freq={save_every}",
+        f"trainer.save_freq={every}",
         "trainer.max_ckpt_to_keep=1",
         f"trainer.default_local_dir={run_dir / 'ckpt'}",
         "trainer.logger=[console,file]",
@@ -124,31 +125,48 @@ def split_pretrain_finetune(assets, n_pretrain: int) -> tuple[Path, Path]:
     return pretrain, finetune
 
 
-def run(out: Path, pretrain_steps: int, steps: int, n_train: int, max_new_tokens: int) -> dict:
+PRETRAIN_LR = 3e-3
+
+
+def train_all(assets, out: Path, pretrain_steps: int, steps: int, lr: float) -> tuple[dict, dict]:
+    """Pretrain Base with cross-entropy, then fine-tune it with SFT and with DFT; return models and overrides."""
+    pretrain, finetune = split_pretrain_finetune(assets, n_pretrain=len(assets.train_records) // 2)
+    val = assets.val_parquet
+    overrides = {
+        "Base": train_overrides(
+            assets.model_dir,
+            pretrain,
+            val,
+            "sft",
+            PRETRAIN_LR,
+            out / "base",
+            pretrain_steps,
+            max(pretrain_steps // 4, 1),
+        )
+    }
+    models = {"Base": train(overrides["Base"], out / "base", pretrain_steps, "pretrain Base (CE)")}
+    for row in ("SFT", "DFT"):
+        run_dir = out / row.lower()
+        overrides[row] = train_overrides(
+            models["Base"], finetune, val, row.lower(), lr, run_dir, steps, max(steps // 4, 1)
+        )
+        models[row] = train(overrides[row], run_dir, steps, f"fine-tune {row}")
+    return models, overrides
+
+
+def run(out: Path, pretrain_steps: int, steps: int, lr: float, n_train: int, max_new_tokens: int) -> dict:
     """The whole quickstart; returns what it writes to ``out/results.json``."""
     start = time.time()
-    assets = build_tiny_assets(out / "tiny", n_train=n_train, n_val=64, n_test=64, seed=0)
-    pretrain, finetune = split_pretrain_finetune(assets, n_pretrain=n_train // 2)
-    every = max(steps // 4, 1)
-    base_args = train_overrides(
-        assets.model_dir, pretrain, assets.val_parquet, "sft", out / "base", pretrain_steps, every
-    )
-    models = {"Base": train(base_args, out / "base", pretrain_steps, "pretrain Base (CE)")}
-    overrides = {"Base": base_args}
-    for loss in ("sft", "dft"):
-        overrides[loss.upper()] = train_overrides(
-            models["Base"], finetune, assets.val_parquet, loss, out / loss, steps, every
-        )
-        models[loss.upper()] = train(overrides[loss.upper()], out / loss, steps, f"fine-tune {loss.upper()}")
+    assets = build_tiny_assets(out / "tiny", n_train=n_train, n_val=64, n_test=200, seed=0)
+    models, overrides = train_all(assets, out, pretrain_steps, steps, lr)
     results = evaluate_rows(models, assets.test_records, out, max_new_tokens)
-    training = {row: _logged_steps(out / row.lower() / "metrics.jsonl") for row in ROWS}
-    training = {row: log[max(log)] for row, log in training.items() if log}
+    logs = {row: _logged_steps(out / row.lower() / "metrics.jsonl") for row in ROWS}
     summary = {
         "commit": git_commit(),
         "model": "tiny Qwen2 (dft.tiny, seed 0)",
         "benchmark": {"name": "tiny-math held-out", "n": len(assets.test_records)},
         "sampling": {"decoding": "greedy", "max_new_tokens": max_new_tokens},
-        "train": {"overrides": overrides, "final_metrics": training},
+        "train": {"overrides": overrides, "final_metrics": {row: log[max(log)] for row, log in logs.items() if log}},
         "results": {row: results[row] for row in ROWS},
         "wall_s": round(time.time() - start, 1),
     }
@@ -159,12 +177,13 @@ def run(out: Path, pretrain_steps: int, steps: int, n_train: int, max_new_tokens
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Tiny end-to-end DFT vs SFT run on CPU (about 5 minutes).")
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
-    parser.add_argument("--pretrain-steps", type=int, default=60, help="cross-entropy steps that make Base")
-    parser.add_argument("--steps", type=int, default=120, help="fine-tuning steps per loss (batch 32)")
+    parser.add_argument("--pretrain-steps", type=int, default=150, help="cross-entropy steps that make Base")
+    parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per loss (batch 32)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     parser.add_argument("--n-train", type=int, default=4000, help="training problems (half pretrain, half fine-tune)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args(argv)
-    summary = run(args.out.resolve(), args.pretrain_steps, args.steps, args.n_train, args.max_new_tokens)
+    summary = run(args.out.resolve(), args.pretrain_steps, args.steps, args.lr, args.n_train, args.max_new_tokens)
     print()
     print(format_table(summary["results"], f"tiny-math ({summary['benchmark']['n']})"))
     print(f"\nresults: {args.out / 'results.json'}   wall time: {summary['wall_s']:.0f} s")

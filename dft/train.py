@@ -6,10 +6,9 @@
 Every field of verl's ``sft_trainer_engine`` config and of ``configs/dft_trainer.yaml`` is a Hydra override.
 """
 
-import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
-
 import hydra
 
+import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
 from dft.trainer import prepare_config
 
 

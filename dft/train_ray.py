@@ -8,10 +8,9 @@ Without a running cluster, ``ray.init()`` starts a local one. Same config as ``d
 
 import os
 
-import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
-
 import hydra
 
+import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
 from dft.trainer import prepare_config
 
 

@@ -6,10 +6,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import REPO, run_module
 from hydra import compose, initialize_config_dir
 from verl.utils.config import omega_conf_to_dataclass
 
-from conftest import REPO, run_module
 from dft.losses import LOSSES, loss_config_from
 
 PRESETS = sorted(p.stem for p in (REPO / "configs" / "preset").glob("*.yaml"))
@@ -37,7 +37,10 @@ def test_every_preset_and_loss_composes_and_validates(preset, loss):
         # the paper's recipe (sec. 4.1): AdamW, cosine with 10% warmup, batch 256, max length 2048, one epoch
         assert cfg.optim.lr == PAPER_LR.get(preset, 5e-5)
         assert (cfg.optim.optimizer, cfg.optim.lr_scheduler_type, cfg.optim.lr_warmup_steps_ratio) == (
-            "AdamW", "cosine", 0.1)
+            "AdamW",
+            "cosine",
+            0.1,
+        )
         assert (cfg.data.train_batch_size, cfg.data.max_length, cfg.trainer.total_epochs) == (256, 2048, 1)
 
 
@@ -48,23 +51,32 @@ def test_command_line_overrides_reach_verl_fields():
 
 
 def test_wrong_loss_name_fails_before_training_with_the_valid_names(tiny, tmp_path):
-    result = run_module("dft.train", [f"model.path={tiny.model_dir}", f"data.train_files={tiny.train_parquet}",
-                                      "loss.name=dtf"], tmp_path / "log.jsonl")
+    result = run_module(
+        "dft.train",
+        [f"model.path={tiny.model_dir}", f"data.train_files={tiny.train_parquet}", "loss.name=dtf"],
+        tmp_path / "log.jsonl",
+    )
     assert result.returncode != 0
     assert "loss.name='dtf' is not a known loss; valid names: ['dft', 'sft']" in result.stderr
 
 
 def test_missing_data_file_fails_naming_the_field_and_file(tiny, tmp_path):
     missing = tmp_path / "nope" / "train.parquet"
-    result = run_module("dft.train", [f"model.path={tiny.model_dir}", f"data.train_files={missing}"],
-                        tmp_path / "log.jsonl")
+    result = run_module(
+        "dft.train", [f"model.path={tiny.model_dir}", f"data.train_files={missing}"], tmp_path / "log.jsonl"
+    )
     assert result.returncode != 0
     assert f"data.train_files: no such file: {missing}" in result.stderr
 
 
 def dry_run(script, args, **env):
-    result = subprocess.run(["bash", str(REPO / "scripts" / script), *args], capture_output=True, text=True,
-                            env=dict(os.environ, DRY_RUN="1", **env), check=True)
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts" / script), *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, DRY_RUN="1", **env),
+        check=True,
+    )
     return shlex.split(result.stdout)
 
 

@@ -8,8 +8,9 @@ from conftest import check_ok, read_log, run_module, tiny_overrides
 
 def test_dft_trains_saves_and_resumes_without_losing_a_step(tiny, tmp_path):
     full = tmp_path / "full"
-    result = run_module("dft.train", tiny_overrides(tiny, full, steps=6) + ["trainer.save_freq=3"],
-                        full / "log.jsonl", nproc=2)
+    result = run_module(
+        "dft.train", tiny_overrides(tiny, full, steps=6) + ["trainer.save_freq=3"], full / "log.jsonl", nproc=2
+    )
     check_ok(result)
     log = read_log(full / "log.jsonl")
     losses = [log[step]["train/loss"] for step in range(1, 7)]
@@ -25,8 +26,9 @@ def test_dft_trains_saves_and_resumes_without_losing_a_step(tiny, tmp_path):
     resumed = tmp_path / "resumed"
     shutil.copytree(full / "ckpt" / "global_step_3", resumed / "ckpt" / "global_step_3")
     (resumed / "ckpt" / "latest_checkpointed_iteration.txt").write_text("3")
-    result = run_module("dft.train", tiny_overrides(tiny, resumed, steps=6) + ["trainer.save_freq=3"],
-                        resumed / "log.jsonl", nproc=2)
+    result = run_module(
+        "dft.train", tiny_overrides(tiny, resumed, steps=6) + ["trainer.save_freq=3"], resumed / "log.jsonl", nproc=2
+    )
     check_ok(result)
     again = read_log(resumed / "log.jsonl")
     assert sorted(k for k in again if "train/loss" in again[k]) == [4, 5, 6]
@@ -60,11 +62,10 @@ def float64_reference_first_step(tiny, batch_size=32):
     of randperm), tokenised by verl's dataset; every data-parallel split of it has the same global loss.
     """
     import torch
+    from conftest import REPO
     from hydra import compose, initialize_config_dir
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
-
-    from conftest import REPO
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
         cfg = compose(config_name="dft_trainer", overrides=["preset=tiny-cpu", f"model.path={tiny.model_dir}"])
@@ -89,8 +90,9 @@ def test_engine_first_step_dft_matches_float64_reference_in_every_layout(tiny, t
     assert ref_dft < ref_nll / 10  # a real DFT value, far from cross-entropy
     for number, (name, (nproc, layout)) in enumerate(LAYOUTS.items()):
         run_dir = tmp_path / f"layout{number}"
-        result = run_module("dft.train", tiny_overrides(tiny, run_dir, steps=1) + FP32 + layout,
-                            run_dir / "log.jsonl", nproc=nproc)
+        result = run_module(
+            "dft.train", tiny_overrides(tiny, run_dir, steps=1) + FP32 + layout, run_dir / "log.jsonl", nproc=nproc
+        )
         check_ok(result)
         step1 = read_log(run_dir / "log.jsonl")[1]
         assert math.isclose(step1["train/loss"], ref_dft, rel_tol=2e-5), (name, step1["train/loss"], ref_dft)
@@ -98,8 +100,10 @@ def test_engine_first_step_dft_matches_float64_reference_in_every_layout(tiny, t
 
 
 def test_sequence_parallel_without_flash_attention_is_refused_not_silently_wrong(tiny, tmp_path):
-    args = tiny_overrides(tiny, tmp_path, steps=1) + ["model.use_remove_padding=True",
-                                                      "engine.ulysses_sequence_parallel_size=2"]
+    args = tiny_overrides(tiny, tmp_path, steps=1) + [
+        "model.use_remove_padding=True",
+        "engine.ulysses_sequence_parallel_size=2",
+    ]
     result = run_module("dft.train", args, tmp_path / "log.jsonl", nproc=2)
     assert result.returncode != 0
     assert "engine.ulysses_sequence_parallel_size=2 needs flash-attention, but attention is 'sdpa'" in result.stderr
