@@ -1,0 +1,1 @@
+"""Evaluation harness: benchmark loaders, prompt templates, generation backends, grading and result storage."""
