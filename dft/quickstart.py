@@ -25,6 +25,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dft.eval.backends import HFBackend, SamplingParams
+from dft.eval.benchmarks import load_jsonl_problems
+from dft.eval.grading import Grader
+from dft.eval.prompts import build_prompt
+from dft.eval.runner import git_commit, run_benchmark, summarize
 from dft.tiny import build_tiny_assets, write_sft_parquet
 
 ROWS = ("Base", "SFT", "DFT")
@@ -83,37 +88,37 @@ def train(overrides: list[str], run_dir: Path, steps: int, desc: str) -> Path:
     return hf_dir
 
 
-def evaluate_rows(models: dict, records: list[dict], out_dir: Path, max_new_tokens: int) -> dict:
-    """Greedy accuracy of each model on the held-out records; responses go to ``eval_<row>.jsonl``."""
-    from dft.quick_eval import evaluate
+GREEDY = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=64, seed=0)
 
+
+def evaluate_rows(models: dict, test_jsonl: Path, out_dir: Path, params: SamplingParams) -> dict:
+    """Each model on the held-out problems through the evaluation harness (HF backend, math-verify grading).
+
+    Responses go to ``eval_<row>.jsonl``; like every harness run, an interrupted evaluation resumes.
+    """
+    problems = load_jsonl_problems(test_jsonl)
     results = {}
-    with tqdm(total=len(models) * len(records), desc="evaluate", unit="problem") as bar:
+    with Grader(workers=2) as grader, tqdm(total=len(models) * len(problems), desc="evaluate", unit="problem") as bar:
         for row, model_dir in models.items():
-            result = evaluate(model_dir, records, max_new_tokens=max_new_tokens, on_batch=bar.update)
-            with open(out_dir / f"eval_{row.lower()}.jsonl", "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in result.pop("rows"))
-            results[row] = result
+            backend = HFBackend(str(model_dir), batch_size=32)
+            rows = run_benchmark(
+                problems, out_dir / f"eval_{row.lower()}.jsonl", backend.generate,
+                lambda p, tok=backend.tokenizer: build_prompt("chat-cot", p.problem, tok), params,
+                grader.grade_many, chunk_size=64, on_rows=bar.update,
+            )  # fmt: skip
+            results[row] = summarize(problems, rows, params.n, grader.equivalent)
     return results
 
 
 def format_table(results: dict, benchmark: str) -> str:
     """Rows Base/SFT/DFT, one benchmark column plus Avg, as the paper's Table 1 lays them out; best in bold."""
-    best = max(r["accuracy"] for r in results.values())
+    best = max(r["avg@1"] for r in results.values())
     lines = [f"| Model | {benchmark} | Avg. |", "|---|---|---|"]
     for row, r in results.items():
-        cell = f"{100 * r['accuracy']:.1f}"
-        cell = f"**{cell}**" if r["accuracy"] == best else cell
+        cell = f"{100 * r['avg@1']:.1f}"
+        cell = f"**{cell}**" if r["avg@1"] == best else cell
         lines.append(f"| {row} | {cell} | {cell} |")
     return "\n".join(lines)
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 def split_pretrain_finetune(assets, n_pretrain: int) -> tuple[Path, Path]:
@@ -159,13 +164,14 @@ def run(out: Path, pretrain_steps: int, steps: int, lr: float, n_train: int, max
     start = time.time()
     assets = build_tiny_assets(out / "tiny", n_train=n_train, n_val=64, n_test=200, seed=0)
     models, overrides = train_all(assets, out, pretrain_steps, steps, lr)
-    results = evaluate_rows(models, assets.test_records, out, max_new_tokens)
+    params = SamplingParams(**{**GREEDY.__dict__, "max_new_tokens": max_new_tokens})
+    results = evaluate_rows(models, assets.test_jsonl, out, params)
     logs = {row: _logged_steps(out / row.lower() / "metrics.jsonl") for row in ROWS}
     summary = {
         "commit": git_commit(),
         "model": "tiny Qwen2 (dft.tiny, seed 0)",
         "benchmark": {"name": "tiny-math held-out", "n": len(assets.test_records)},
-        "sampling": {"decoding": "greedy", "max_new_tokens": max_new_tokens},
+        "sampling": {"decoding": "greedy", **params.__dict__},
         "train": {"overrides": overrides, "final_metrics": {row: log[max(log)] for row, log in logs.items() if log}},
         "results": {row: results[row] for row in ROWS},
         "wall_s": round(time.time() - start, 1),
