@@ -93,16 +93,26 @@ def _is_local_path(path: str) -> bool:
     return "://" not in str(path)
 
 
+def _local_files(files) -> list[str]:
+    paths = [files] if isinstance(files, str) else list(files or [])
+    return [os.path.expanduser(str(p)) for p in paths if _is_local_path(os.path.expanduser(str(p)))]
+
+
 def check_data_files(config: DictConfig) -> None:
-    """Fail before any model is loaded if a local train or val file is missing, naming the field and file."""
+    """Fail before any model is loaded if a local data file is missing, or the training files hold less than
+    one batch (verl would die with a ZeroDivisionError: an epoch of zero steps)."""
+    import pyarrow.parquet as pq
+
     for field in ("train_files", "val_files"):
-        files = config.data.get(field)
-        if not files:
-            continue
-        for path in [files] if isinstance(files, str) else list(files):
-            expanded = os.path.expanduser(str(path))
-            if _is_local_path(expanded) and not os.path.exists(expanded):
-                raise FileNotFoundError(f"data.{field}: no such file: {expanded}")
+        for path in _local_files(config.data.get(field)):
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"data.{field}: no such file: {path}")
+    train = _local_files(config.data.get("train_files"))
+    if train and all(p.endswith(".parquet") for p in train):
+        rows = sum(pq.read_metadata(p).num_rows for p in train)
+        if rows < config.data.train_batch_size:
+            raise ValueError(f"data.train_files hold {rows} rows, fewer than data.train_batch_size="
+                             f"{config.data.train_batch_size}: not one full batch ({', '.join(train)})")  # fmt: skip
 
 
 def _flash_attn_installed() -> bool:

@@ -106,3 +106,10 @@ def test_launch_scripts_have_no_trailing_space_after_a_backslash():
     for script in scripts:
         for number, line in enumerate(Path(script).read_text().splitlines(), 1):
             assert not line.endswith("\\ "), f"{script}:{number} has a space after its backslash"
+
+
+def test_training_files_smaller_than_one_batch_fail_with_the_counts(tiny, tmp_path):
+    args = [f"model.path={tiny.model_dir}", f"data.train_files={tiny.train_parquet}", "data.train_batch_size=100000"]
+    result = run_module("dft.train", args, tmp_path / "log.jsonl")
+    assert result.returncode != 0
+    assert "data.train_files hold 256 rows, fewer than data.train_batch_size=100000" in result.stderr

@@ -1,0 +1,131 @@
+"""Rejection sampling (the paper's offline setting, sec. 4.2): sample, verify, keep the correct responses.
+
+    python -m dft.data.rft model=Qwen/Qwen2.5-Math-1.5B input=data/numina/train.parquet limit=10000 \\
+        backend=vllm data_parallel=8 gpus_per_replica=1 out=data/rft
+
+Samples ``n`` responses per problem (paper: 4 at temperature 1.0 on 10,000 problems) with the evaluation
+harness's backends, grades each with math-verify against the gold answer, and writes, atomically:
+
+- ``rft.parquet``: the correct responses as SFT conversations (``messages``, ``id``, ``answer``, ``sample``),
+  which ``dft.train`` trains on (RFT = SFT or DFT on this file);
+- ``pairs.parquet``: DPO preference pairs (see ``dft.data.pairs``);
+- ``report.json``: problems, samples, acceptance overall and per problem, problems with no correct sample,
+  grading errors (left out of both files: an ungraded response is neither verified right nor wrong).
+
+Sampling goes through ``dft.eval.runner.run_benchmark``, so ``samples.jsonl`` is resumable exactly as an
+evaluation is: a killed job started again generates only the missing samples.
+"""
+
+from collections import Counter
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from dft.data.pairs import build_pairs, write_parquet_atomic
+from dft.eval.backends import SamplingParams, make_backend
+from dft.eval.benchmarks import Problem, load_jsonl_problems
+from dft.eval.grading import Grader
+from dft.eval.prompts import INSTRUCTION, build_prompt
+from dft.eval.runner import run_benchmark
+
+
+def load_problems(path: str) -> list[Problem]:
+    """Problems from a jsonl (``id``, ``problem``, ``answer``) or a prepared SFT parquet (``messages``, ``id``,
+    ``answer``; the problem is the user turn without the CoT instruction, so prompts match evaluation's)."""
+    if not str(path).endswith(".parquet"):
+        return load_jsonl_problems(path)
+    frame = pd.read_parquet(path)
+    for field in ("messages", "id", "answer"):
+        if field not in frame.columns:
+            raise ValueError(f"{path}: no column {field!r}; expected a prepared SFT parquet (messages, id, answer)")
+    suffix = "\n" + INSTRUCTION
+    problems = []
+    for row, (messages, pid, answer) in enumerate(zip(frame["messages"], frame["id"], frame["answer"])):
+        user = next((m["content"] for m in messages if m["role"] == "user"), None)
+        if not user or not str(answer).strip():
+            raise ValueError(f"{path}: row {row}: {'user turn' if not user else 'answer'} is missing or empty")
+        problems.append(Problem(str(pid), user[: -len(suffix)] if user.endswith(suffix) else user, str(answer)))
+    return problems
+
+
+def sft_rows(problems: list[Problem], rows: dict, n: int) -> list[dict]:
+    """The verified-correct samples as SFT conversations, in problem and sample order."""
+    out = []
+    for p in problems:
+        for i in range(n):
+            row = rows[(p.id, i)]
+            if row["correct"] and not row["error"]:
+                user = p.problem + "\n" + INSTRUCTION
+                messages = [{"role": "user", "content": user}, {"role": "assistant", "content": row["response"]}]
+                out.append({"messages": messages, "id": p.id, "answer": p.gold, "sample": i})
+    return out
+
+
+def acceptance_report(problems: list[Problem], rows: dict, n: int, pairs: int) -> dict:
+    """Counts that add up: samples = accepted + rejected + grading errors; a histogram of correct per problem."""
+    per_problem = [sum(rows[(p.id, i)]["correct"] and not rows[(p.id, i)]["error"] for i in range(n)) for p in problems]
+    errors = sum(bool(rows[(p.id, i)]["error"]) for p in problems for i in range(n))
+    accepted = sum(per_problem)
+    samples = len(problems) * n
+    return {
+        "problems": len(problems),
+        "samples_per_problem": n,
+        "samples": samples,
+        "accepted": accepted,
+        "rejected": samples - accepted - errors,
+        "grading_errors": errors,
+        "acceptance_rate": accepted / samples if samples else 0.0,
+        "problems_by_correct_samples": {str(k): v for k, v in sorted(Counter(per_problem).items())},
+        "problems_without_a_correct_sample": per_problem.count(0),
+        "dpo_pairs": pairs,
+    }
+
+
+def sample_and_verify(cfg, problems: list[Problem], out: Path) -> dict:
+    """Generate and grade every sample into ``out/samples.jsonl`` (resumable); return the rows."""
+    params = SamplingParams(**cfg.sampling)
+    section = OmegaConf.to_container(cfg.hf if cfg.backend == "hf" else cfg.vllm, resolve=True)
+    backend = make_backend(cfg.backend, cfg.model, cfg.data_parallel, cfg.gpus_per_replica, **section)
+    tokenizer = getattr(backend, "tokenizer", None)
+    if tokenizer is None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    with Grader(workers=cfg.grading.workers, timeout_s=cfg.grading.timeout_s) as grader:
+        with tqdm(total=len(problems) * params.n, desc="sample + verify", unit="sample") as bar:
+            return run_benchmark(
+                problems, out / "samples.jsonl", backend.generate,
+                lambda p: build_prompt("chat-cot", p.problem, tokenizer), params, grader.grade_many,
+                chunk_size=cfg.chunk_size, on_rows=bar.update,
+            )  # fmt: skip
+
+
+def run(cfg) -> dict:
+    out = Path(cfg.out)
+    problems = load_problems(cfg.input)
+    problems = problems[: cfg.limit] if cfg.limit else problems
+    rows = sample_and_verify(cfg, problems, out)
+    n = cfg.sampling.n
+    write_parquet_atomic(pd.DataFrame(sft_rows(problems, rows, n)), out / "rft.parquet")
+    pairs = build_pairs(problems, rows, n, cfg.pairs.per_problem, cfg.pairs.seed)
+    write_parquet_atomic(pd.DataFrame(pairs), out / "pairs.parquet")
+    report = acceptance_report(problems, rows, n, len(pairs))
+    report.update(model=cfg.model, input=str(cfg.input), sampling=OmegaConf.to_container(cfg.sampling))
+    (out / "report.json").write_text(pd.Series(report).to_json(indent=2))
+    return report
+
+
+@hydra.main(config_path="../../configs", config_name="rft", version_base=None)
+def main(cfg) -> None:
+    report = run(cfg)
+    print(f"{report['problems']} problems x {report['samples_per_problem']}: {report['accepted']} accepted "
+          f"({100 * report['acceptance_rate']:.1f}%), {report['problems_without_a_correct_sample']} problems "
+          f"without a correct sample, {report['grading_errors']} grading errors, {report['dpo_pairs']} DPO pairs "
+          f"-> {cfg.out}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
