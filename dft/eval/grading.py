@@ -23,6 +23,7 @@ import atexit
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -93,7 +94,11 @@ def as_math(latex: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:300]
+    """``Type: message``, short; printing sympy objects can itself fail, so the message is optional."""
+    try:
+        return f"{type(exc).__name__}: {str(exc)[:300]}"
+    except Exception:
+        return type(exc).__name__
 
 
 def judge(answer: str, gold: str) -> tuple[bool, str | None]:
@@ -122,17 +127,18 @@ def judge(answer: str, gold: str) -> tuple[bool, str | None]:
 def _serve(fd: int) -> None:
     """Worker process: answer (answer, gold) jobs on the connection ``fd`` with ``judge`` until told to stop (None)
     or the parent goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which kills the workers
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # silences "Timeout is disabled": the pool times out
     conn = Connection(fd)
     conn.send("ready")
     while True:
         try:
             job = conn.recv()
-        except (EOFError, OSError):
+            if job is None:
+                return
+            conn.send(judge(*job))
+        except (EOFError, OSError):  # the parent went away
             return
-        if job is None:
-            return
-        conn.send(judge(*job))
 
 
 class _Worker:
@@ -249,12 +255,12 @@ class Grader:
             return []
         with self._lock:
             self._start()
-            running: dict[int, tuple[int, float]] = {}  # worker slot -> (job index, deadline)
             try:
-                return self._dispatch(jobs, timeout_s or self.timeout_s, running, progress)
-            except BaseException:
-                for slot in running:  # their late answers must not be read as the next jobs' results
-                    self._replace(slot)
+                return self._dispatch(jobs, timeout_s or self.timeout_s, progress)
+            except BaseException:  # e.g. Ctrl-C: busy workers' late answers must not be read as the next jobs'
+                for worker in self._pool:
+                    worker.kill()
+                self._pool = []
                 raise
 
     def _start(self) -> None:
@@ -267,10 +273,11 @@ class Grader:
         self._pool[slot].kill()
         self._pool[slot] = _Worker()
 
-    def _dispatch(self, jobs, timeout_s, running, progress) -> list[tuple[bool, str | None]]:
+    def _dispatch(self, jobs, timeout_s, progress) -> list[tuple[bool, str | None]]:
         """Keep every worker busy; collect answers as they come; kill and replace workers past their deadline."""
         results: list = [None] * len(jobs)
         queue = deque(range(len(jobs)))
+        running: dict[int, tuple[int, float]] = {}  # worker slot -> (job index, deadline)
         while queue or running:
             for slot, worker in enumerate(self._pool):
                 if queue and slot not in running and worker.check_ready():

@@ -1,0 +1,99 @@
+"""Re-grade saved responses: ``python -m dft.grade FILE.jsonl [--out OUT.jsonl] [--timeout 5] [--workers N]``.
+
+Every line must be a JSON object with ``response`` and ``gold`` fields (other fields are kept as they are). Each
+line is written back with ``correct``, ``extracted`` and ``error`` set by ``dft.eval.grading``; without ``--out``
+the file is rewritten in place (atomically, only once every line is graded). Prints one summary line, e.g.
+``graded 1234: 812 correct, 3 errors (2 timeout)``. A line that is not JSON or lacks a field stops the run before
+any grading, naming the file and line.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dft.eval.grading import DEFAULT_TIMEOUT_S, Grader, Verdict
+
+REQUIRED = ("response", "gold")
+
+
+def check_row(row, where: str) -> dict:
+    """``row`` if it is a JSON object with a string ``response`` and a string or numeric ``gold``; else ValueError."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    missing = [key for key in REQUIRED if key not in row]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {', '.join(missing)} (need {', '.join(REQUIRED)})")
+    if not isinstance(row["response"], str):
+        raise ValueError(f"{where}: response must be a string, got {type(row['response']).__name__}")
+    if isinstance(row["gold"], bool) or not isinstance(row["gold"], (str, int, float)):
+        raise ValueError(f"{where}: gold must be a string or a number, got {row['gold']!r}")
+    return row
+
+
+def read_rows(path: Path) -> list[dict]:
+    """The JSON objects of ``path``, one per non-blank line; ValueError naming ``path:line`` on a bad line."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+        rows.append(check_row(row, f"{path}:{number}"))
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` as JSONL through a temporary file in the same folder, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def summary(verdicts: list[Verdict]) -> str:
+    """``graded N: C correct, E errors (T timeout)``."""
+    errors = [v.error for v in verdicts if v.error]
+    timeouts = sum(e == "timeout" for e in errors)
+    correct = sum(v.correct for v in verdicts)
+    return f"graded {len(verdicts)}: {correct} correct, {len(errors)} errors ({timeouts} timeout)"
+
+
+def regrade(path: Path, out: Path, timeout_s: float, workers: int) -> str:
+    """Grade every line of ``path`` into ``out``; return the summary line."""
+    rows = read_rows(path)
+    pairs = [(row["response"], row["gold"]) for row in rows]
+    with Grader(workers=workers, timeout_s=timeout_s) as grader, tqdm(total=len(pairs), unit="response") as bar:
+        verdicts = grader.grade_many(pairs, progress=bar.update)
+    for row, verdict in zip(rows, verdicts):
+        row.update(correct=verdict.correct, extracted=verdict.extracted, error=verdict.error)
+    write_rows(out, rows)
+    return summary(verdicts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m dft.grade", description=__doc__.splitlines()[0])
+    parser.add_argument("file", type=Path, help="JSONL with response and gold fields")
+    parser.add_argument("--out", type=Path, help="where to write the graded lines (default: rewrite FILE)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per response")
+    parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)))
+    args = parser.parse_args(argv)
+    try:
+        print(regrade(args.file, args.out or args.file, args.timeout, args.workers))
+    except (OSError, ValueError) as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()
