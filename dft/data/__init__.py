@@ -1,0 +1,28 @@
+r"""Supervised training data for ``dft.train``: ``python -m dft.data.<name> --out DIR [...]``.
+
+One module per dataset, ``numina`` (NuminaMath-CoT, the paper's training set), ``math`` (MATH train), ``gsm8k``
+(GSM8K train) and ``cft`` (WebInstruct-CFT critiques), all built on :mod:`dft.data.common`, which holds the
+reading (hub or local jsonl/parquet), the validation policy (``--on-bad-row error|skip``), selection
+(``--n --selection random|first --seed``), the validation split (``--val-size``), the token-length limit
+(``--max-length --tokenizer``), the atomic writes and ``report.json``. Each writes ``DIR/train.parquet`` (and
+``DIR/val.parquet``) with the columns verl's ``MultiTurnSFTDataset`` reads, ``messages`` (one user and one
+assistant turn), plus ``id``, ``answer`` (the gold final answer, kept for later verification) and ``source``.
+
+Training prompts and evaluation prompts. Training data carries no chat markup: the parquet stores plain
+messages and the trainer renders them with the model's own chat template, so the tokens are that template's.
+The user message is exactly the one the evaluation harness's default ``chat-cot`` prompt puts in its single user
+turn, ``problem + "\n" + "Please reason step by step, and put your final answer within \boxed{}."`` (built from
+:data:`dft.eval.prompts.PROMPT_TEMPLATES` itself, so the two cannot drift apart), and the assistant turn is the
+dataset's own solution, ending in the ``\boxed{}`` answer the grader extracts. A model fine-tuned here is
+therefore evaluated on the very prompt it was trained on, followed by the template's generation prompt. The
+base-model templates (``qwen-boxed``, ``deepseek-math``, ``llama-base-boxed``) are evaluation-only: they
+reproduce the Qwen2.5-Math harness's fixed prompt strings for comparing with published base-model numbers, and no
+training data is written in them. CFT is the exception to the instruction: its user turn is the dataset's own
+critique instruction and no CoT instruction is appended.
+
+``dft.data.rft`` (rejection sampling) reads these parquets back: it recovers the problem by removing the CoT
+instruction from the user turn and verifies samples against ``answer``.
+
+Public API: :func:`dft.data.common.prepare` with a dataset's ``SPEC`` and :class:`dft.data.common.PrepOptions`
+(returns the report), and each module's ``main(argv)``.
+"""

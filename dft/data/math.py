@@ -1,0 +1,34 @@
+r"""MATH train set (7,500 problems) as SFT conversations: ``python -m dft.data.math --out DIR [...]``.
+
+Hub ``DigitalLearningGmbH/MATH-lighteval`` (split ``train``) or a local jsonl/parquet with the same fields,
+``problem`` and ``solution``. The assistant turn is the solution as written; the gold is its last ``\boxed{}``
+(the rule the MATH benchmarks are graded by), and a solution without one is a bad row.
+"""
+
+from __future__ import annotations
+
+from dft.data.common import DatasetSpec, Example, HubSource, boxed_answer, chat_cot_user, main_for, text_field
+
+
+def convert(row: dict, extra: dict) -> Example:
+    """One MATH row as a chat: chat-cot user message, the worked solution, gold = its last boxed answer."""
+    problem = text_field(row, "problem")
+    solution = text_field(row, "solution")
+    return Example(chat_cot_user(problem), solution, boxed_answer(solution, "solution"), "math")
+
+
+SPEC = DatasetSpec(
+    name="math",
+    description="MATH train (DigitalLearningGmbH/MATH-lighteval): problem -> solution; gold = last \\boxed{}",
+    hub=HubSource("DigitalLearningGmbH/MATH-lighteval", None, "train"),
+    convert=convert,
+)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """CLI entry point."""
+    return main_for(SPEC, argv)
+
+
+if __name__ == "__main__":
+    main()

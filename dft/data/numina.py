@@ -1,0 +1,42 @@
+r"""NuminaMath-CoT (about 860k problems) as SFT conversations: ``python -m dft.data.numina --out DIR [...]``.
+
+Hub ``AI-MO/NuminaMath-CoT`` (split ``train``) or a local jsonl/parquet with the same fields, ``problem`` and
+``solution``. The assistant turn is the solution; the gold is its last ``\boxed{}``, and a solution without one is
+a bad row (``--on-bad-row skip`` to drop and count such rows). The ``source`` column is ``numina_cot/<origin>``
+when the row names its origin (``cn_k12``, ``olympiads``, ...).
+
+The DFT paper trains on 100,000 examples: ``--n 100000 --seed 0 --selection random`` takes a seeded random subset
+(the paper's wording), ``--selection first`` the first 100,000 rows (what the official code's
+``numina_cot.py --train_end 100000`` does). Both are reproducible. With ``skip``, "first" means the first 100,000
+rows that pass validation, and the report counts the skipped ones.
+"""
+
+from __future__ import annotations
+
+from dft.data.common import DatasetSpec, Example, HubSource, boxed_answer, chat_cot_user, main_for, text_field
+
+
+def convert(row: dict, extra: dict) -> Example:
+    """One NuminaMath-CoT row as a chat: chat-cot user message, the CoT solution, gold = its last boxed answer."""
+    problem = text_field(row, "problem")
+    solution = text_field(row, "solution")
+    origin = row.get("source")
+    source = f"numina_cot/{origin}" if isinstance(origin, str) and origin else "numina_cot"
+    return Example(chat_cot_user(problem), solution, boxed_answer(solution, "solution"), source)
+
+
+SPEC = DatasetSpec(
+    name="numina",
+    description="NuminaMath-CoT (AI-MO/NuminaMath-CoT): problem -> CoT solution; gold = last \\boxed{}",
+    hub=HubSource("AI-MO/NuminaMath-CoT", None, "train"),
+    convert=convert,
+)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """CLI entry point."""
+    return main_for(SPEC, argv)
+
+
+if __name__ == "__main__":
+    main()
