@@ -17,9 +17,10 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dft.io import atomic_write
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -122,24 +123,6 @@ def to_messages(record: dict) -> list[dict]:
     ]
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temp file next to ``path``, then ``os.replace`` it into place.
-
-    Readers never see a half-written file, and a failed write leaves no temp file behind.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; the assets are meant to be shared read-only
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_sft_parquet(records: list[dict], path: str | os.PathLike) -> None:
     """Write records as the parquet verl's ``MultiTurnSFTDataset`` reads: ``messages`` plus ``id`` and ``answer``.
 
@@ -149,13 +132,13 @@ def write_sft_parquet(records: list[dict], path: str | os.PathLike) -> None:
 
     columns = {"messages": [to_messages(r) for r in records]}
     columns.update({key: [r[key] for r in records] for key in ("id", "answer")})
-    _atomic_write(path, lambda tmp: pd.DataFrame(columns).to_parquet(tmp, index=False))
+    atomic_write(path, lambda tmp: pd.DataFrame(columns).to_parquet(tmp, index=False))
 
 
 def _write_jsonl(rows: list[dict], path: str | os.PathLike) -> None:
     """Write one JSON object per line, atomically."""
     text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def build_tokenizer(texts: list[str], out_dir: str | os.PathLike, vocab_size: int = 512):
@@ -292,7 +275,7 @@ def build_tiny_assets(
     write_sft_parquet(assets.val_records, assets.val_parquet)
     _write_jsonl([{k: r[k] for k in ("id", "problem", "answer")} for r in assets.test_records], assets.test_jsonl)
     _build_model_dir(assets.model_dir, assets.train_records, seed)
-    _atomic_write(root / MARKER_NAME, lambda tmp: Path(tmp).write_text(json.dumps(args, sort_keys=True)))
+    atomic_write(root / MARKER_NAME, lambda tmp: Path(tmp).write_text(json.dumps(args, sort_keys=True)))
     return assets
 
 

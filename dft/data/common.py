@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,6 +35,7 @@ from typing import Any
 
 from dft.eval.benchmarks import last_boxed
 from dft.eval.prompts import get_template
+from dft.io import atomic_write
 
 CHUNK = 512  # rows validated (and tokenized) per batch
 EXAMPLES_PER_REASON = 5  # positions of skipped rows kept in the report, per reason
@@ -350,23 +349,6 @@ def select_and_split(total: int, opts: PrepOptions, validator: Validator) -> tup
 # ---------------------------------------------------------------------------------------------------------------
 # Output
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp)`` on a temp file next to ``path``, then ``os.replace`` it into place.
-
-    Readers (a trainer) never see a half-written file, and a failed write leaves no temp file behind.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def write_parquet(examples: list[Example], path: str) -> None:

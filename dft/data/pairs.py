@@ -12,7 +12,6 @@ message each), plus ``id``, ``answer``, ``chosen_sample`` and ``rejected_sample`
 """
 
 import hashlib
-import os
 import random
 from itertools import product
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from dft.eval.prompts import INSTRUCTION
+from dft.io import atomic_write
 
 
 def _problem_rng(seed: int, problem_id: str) -> random.Random:
@@ -54,9 +54,5 @@ def build_pairs(problems, rows: dict, n: int, per_problem: int | None = None, se
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write beside the target and rename, so a reader never sees a half-written parquet."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    """Write a parquet so that a reader never sees half of it."""
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))

@@ -14,7 +14,8 @@ from typing import Callable
 
 from dft.eval.backends import SamplingParams
 from dft.eval.metrics import avg_at_k, maj_at_k, pass_at_k
-from dft.eval.store import append_rows, load_rows, write_json_atomic
+from dft.eval.store import append_rows, load_rows
+from dft.io import write_json_atomic
 
 
 def request_seed(base_seed: int, problem_id: str, first_sample: int) -> int:

@@ -46,12 +46,3 @@ def append_rows(path: Path, rows: list[dict]) -> None:
         f.write(payload)
         f.flush()
         os.fsync(f.fileno())
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
-    os.replace(tmp, path)
