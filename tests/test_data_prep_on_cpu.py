@@ -256,3 +256,26 @@ def test_written_gsm8k_parquet_trains_two_steps(tiny, tmp_path):
     check_ok(result)
     log = read_log(tmp_path / "log.jsonl")
     assert all(math.isfinite(log[step]["train/loss"]) and log[step]["train/loss"] > 0 for step in (1, 2))
+
+
+@needs_data
+def test_every_prep_writes_parquet_that_verls_sft_dataset_reads_with_loss_on_the_assistant_turn(tiny, tmp_path):
+    # dft.train reads data through verl's MultiTurnSFTDataset; each prep's output must load there and train on
+    # its assistant turn (GSM8K also trains end to end below)
+    from transformers import AutoTokenizer
+    from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+
+    cft_rows = [{"instruction": "Critique.", "input": f"Q{i}: 1+1? Solution: 3", "output": "Wrong."} for i in range(4)]
+    preps = {
+        "numina": (numina, write_jsonl(tmp_path / "n.jsonl", numina_rows(6))),
+        "math": (math_prep, MATH_TEST),
+        "gsm8k": (gsm8k, GSM8K_TRAIN),
+        "cft": (cft, write_jsonl(tmp_path / "c.jsonl", cft_rows)),
+    }
+    tokenizer = AutoTokenizer.from_pretrained(tiny.model_dir)
+    config = {"max_length": 4096, "truncation": "right", "pad_mode": "no_padding"}
+    for name, (module, path) in preps.items():
+        module.main(["--input", str(path), "--limit", "4", "--out", str(tmp_path / name)])
+        dataset = MultiTurnSFTDataset(str(tmp_path / name / "train.parquet"), tokenizer, config)
+        assert len(dataset) == 4, name
+        assert all(dataset[i]["loss_mask"].sum() > 0 for i in range(4)), name
