@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -36,7 +37,8 @@ ROWS = ("Base", "SFT", "DFT")
 
 
 def train_overrides(model: Path, data: Path, val: Path, loss: str, lr: float, run_dir: Path, steps: int, every: int):
-    """Hydra overrides for one tiny-cpu run of dft.train; the final checkpoint also holds HF weights."""
+    """Hydra overrides for one tiny-cpu run of dft.train: a checkpoint every ``every`` steps (so an interrupted run
+    resumes) and at the end, the final one with HF weights for evaluation."""
     return [
         "preset=tiny-cpu",
         f"loss.name={loss}",
@@ -136,25 +138,13 @@ PRETRAIN_LR = 3e-3
 def train_all(assets, out: Path, pretrain_steps: int, steps: int, lr: float) -> tuple[dict, dict]:
     """Pretrain Base with cross-entropy, then fine-tune it with SFT and with DFT; return models and overrides."""
     pretrain, finetune = split_pretrain_finetune(assets, n_pretrain=len(assets.train_records) // 2)
-    val = assets.val_parquet
-    overrides = {
-        "Base": train_overrides(
-            assets.model_dir,
-            pretrain,
-            val,
-            "sft",
-            PRETRAIN_LR,
-            out / "base",
-            pretrain_steps,
-            max(pretrain_steps // 4, 1),
-        )
-    }
-    models = {"Base": train(overrides["Base"], out / "base", pretrain_steps, "pretrain Base (CE)")}
+    val, base_dir = assets.val_parquet, out / "base"
+    base = train_overrides(assets.model_dir, pretrain, val, "sft", PRETRAIN_LR, base_dir, pretrain_steps, 50)
+    overrides = {"Base": base}
+    models = {"Base": train(base, base_dir, pretrain_steps, "pretrain Base (CE)")}
     for row in ("SFT", "DFT"):
         run_dir = out / row.lower()
-        overrides[row] = train_overrides(
-            models["Base"], finetune, val, row.lower(), lr, run_dir, steps, max(steps // 4, 1)
-        )
+        overrides[row] = train_overrides(models["Base"], finetune, val, row.lower(), lr, run_dir, steps, 50)
         models[row] = train(overrides[row], run_dir, steps, f"fine-tune {row}")
     return models, overrides
 
@@ -164,14 +154,14 @@ def run(out: Path, pretrain_steps: int, steps: int, lr: float, n_train: int, max
     start = time.time()
     assets = build_tiny_assets(out / "tiny", n_train=n_train, n_val=64, n_test=200, seed=0)
     models, overrides = train_all(assets, out, pretrain_steps, steps, lr)
-    params = SamplingParams(**{**GREEDY.__dict__, "max_new_tokens": max_new_tokens})
+    params = replace(GREEDY, max_new_tokens=max_new_tokens)
     results = evaluate_rows(models, assets.test_jsonl, out, params)
     logs = {row: _logged_steps(out / row.lower() / "metrics.jsonl") for row in ROWS}
     summary = {
         "commit": git_commit(),
         "model": "tiny Qwen2 (dft.tiny, seed 0)",
         "benchmark": {"name": "tiny-math held-out", "n": len(assets.test_records)},
-        "sampling": {"decoding": "greedy", **params.__dict__},
+        "sampling": {"decoding": "greedy", **asdict(params)},
         "train": {"overrides": overrides, "final_metrics": {row: log[max(log)] for row, log in logs.items() if log}},
         "results": {row: results[row] for row in ROWS},
         "wall_s": round(time.time() - start, 1),
@@ -181,7 +171,7 @@ def run(out: Path, pretrain_steps: int, steps: int, lr: float, n_train: int, max
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Tiny end-to-end DFT vs SFT run on CPU (about 2.5 minutes on 2 cores).")
+    parser = argparse.ArgumentParser(description="Tiny end-to-end DFT vs SFT run on CPU (about 2.5 min on 2 cores).")
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
     parser.add_argument("--pretrain-steps", type=int, default=150, help="cross-entropy steps that make Base")
     parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per loss (batch 32)")
