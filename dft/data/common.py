@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from dft.eval.benchmarks import last_boxed
+from dft.eval.answers import last_boxed
 from dft.eval.prompts import get_template
 from dft.io import atomic_write
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dft.eval.answers import last_boxed
+
 # The five benchmarks of the DFT paper's Table 1, in its column order.
 PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
 DATA_DIR_ENV = "DFT_DATA_DIR"
@@ -48,20 +50,6 @@ class BenchmarkDataError(ValueError):
 # ---------------------------------------------------------------------------------------------------------------
 # Gold answer extraction (one function per raw gold format)
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def last_boxed(text: str) -> str | None:
-    r"""Content of the last ``\boxed{...}`` in ``text`` with nested braces balanced, or None if there is none."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    begin = start + len("\\boxed{")
-    depth = 1
-    for i in range(begin, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[begin:i]
-    return None
 
 
 def _as_text(value: Any) -> str:

@@ -38,9 +38,10 @@ from pathlib import Path
 
 from math_verify import parse, verify
 
+from dft.eval.answers import last_boxed
+
 DEFAULT_TIMEOUT_S = 5.0
 STARTUP_TIMEOUT_S = 120.0  # a worker's first import of sympy can take seconds on a loaded machine
-BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 PERCENT_RE = re.compile(r"\\text\{\s*\\?%\s*\}|\\?%")
 INTEGRAL_FLOAT_RE = re.compile(r"^(-?\d+)\.0*$")
 SCIENTIFIC_RE = re.compile(r"^([+-]?\d+(?:\.\d*)?)[eE]\+?(-?\d+)$")
@@ -53,28 +54,6 @@ class Verdict:
     correct: bool
     extracted: str | None
     error: str | None = None
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (braces balanced), or of ``\\boxed 5``; else None.
-
-    A last box left open (a truncated response) gives None: the model gave no final answer, whatever it boxed
-    before.
-    """
-    starts = [m.end() for m in BOX_RE.finditer(text)]
-    if not starts:
-        return None
-    after = text[starts[-1] :]
-    rest = after.lstrip(" \t")
-    if rest.startswith("{"):
-        depth = 0
-        for brace in re.finditer(r"(?<!\\)[{}]", rest):
-            depth += 1 if brace.group() == "{" else -1
-            if depth == 0:
-                return rest[1 : brace.start()].strip()
-        return None
-    bare = re.match(r"[^\s$]+", rest) if len(rest) < len(after) else None  # ``\boxed 5``: one TeX token
-    return bare.group().rstrip(".") if bare else None
 
 
 def normalize_gold(gold: str | int | float) -> str:
