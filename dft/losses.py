@@ -14,6 +14,14 @@ Losses (``t`` runs over target tokens, ``p_t = pi(y_t | y_<t, x)``, ``sg`` stops
   eq. 9: ``-sg(p_t) log p_t``, which cancels the ``1/p_t`` implicit-reward weight of the SFT gradient.
   ``floor`` keeps the weight of very unlikely tokens from vanishing; ``alpha`` interpolates between DFT (1)
   and SFT (0).
+- ``iw_sft``: importance-weighted SFT (Qin and Springenberg 2025, arXiv 2507.12856), ``-1/N sum_t sg(w) log
+  p_t`` with the reference model's log-probabilities ``q_t`` stored with the data (``python -m
+  dft.ref_logprobs``). ``iw_level=sequence``: one weight per sequence, ``w = clip(exp(mean_t(log p_t -
+  log q_t)), 0, iw_seq_max)``; ``iw_level=token``: ``w_t = clip(p_t / q_t, iw_token_min, iw_token_max)``.
+- ``dpo``: Direct Preference Optimization (Rafailov et al. 2023) on (chosen, rejected) rows that sit next to
+  each other in the micro-batch: ``-log sigmoid(beta * ((S_c - R_c) - (S_r - R_r)))`` per pair, with ``S``
+  and ``R`` the policy's and the reference's summed log-probabilities of the response, averaged over the
+  global batch of pairs.
 
 DFT's weight is ``exp`` of the log-probability verl already returns for the target token, so the loss adds
 O(tokens) work and never materialises a full-vocabulary softmax. Because it only reads ``log_probs``, it is
@@ -47,6 +55,15 @@ class LossConfig:
     weight_floor: float = 0.0
     # DFT only: weight = alpha * p + (1 - alpha); 1 is the paper's DFT, 0 is SFT.
     alpha: float = 1.0
+    # iw_sft only: one importance weight per sequence, or one per token.
+    iw_level: str = "sequence"
+    # iw_sft, sequence level: clip(exp(mean_t log p/q), 0, iw_seq_max).
+    iw_seq_max: float = 16.0
+    # iw_sft, token level: clip(p/q, iw_token_min, iw_token_max).
+    iw_token_min: float = 0.2
+    iw_token_max: float = 1.8
+    # dpo only: the inverse temperature of the implicit reward.
+    dpo_beta: float = 0.1
 
     def __post_init__(self):
         if self.name not in LOSSES:
@@ -54,6 +71,25 @@ class LossConfig:
         for field, value in (("weight_floor", self.weight_floor), ("alpha", self.alpha)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"loss.{field}={value} must lie in [0, 1]")
+        if self.iw_level not in ("sequence", "token"):
+            raise ValueError(f"loss.iw_level={self.iw_level!r} must be 'sequence' or 'token'")
+        if not 0.0 <= self.iw_token_min <= self.iw_token_max or self.iw_seq_max <= 0:
+            raise ValueError(
+                f"loss.iw_token_min={self.iw_token_min}, loss.iw_token_max={self.iw_token_max} and "
+                f"loss.iw_seq_max={self.iw_seq_max} need 0 <= iw_token_min <= iw_token_max and iw_seq_max > 0"
+            )
+        if self.dpo_beta <= 0:
+            raise ValueError(f"loss.dpo_beta={self.dpo_beta} must be positive")
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the data must carry the reference model's log-probabilities."""
+        return self.name in REFERENCE_LOSSES
+
+    @property
+    def needs_pairs(self) -> bool:
+        """Whether the data are (chosen, rejected) pairs."""
+        return self.name == "dpo"
 
 
 def target_log_probs_and_mask(model_output: dict, data: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +144,84 @@ def dft_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=
     return loss, _nll_metric(log_probs, mask, data)
 
 
-LOSSES: dict[str, Callable] = {"sft": sft_loss, "dft": dft_loss}
+REF_LOG_PROBS = "ref_log_probs"
+
+
+def reference_log_probs(data: TensorDict) -> torch.Tensor:
+    """The reference model's log-probabilities, in the layout of ``target_log_probs_and_mask``."""
+    pad_mode = tu.get_non_tensor_data(data=data, key="pad_mode", default=DatasetPadMode.NO_PADDING)
+    if pad_mode != DatasetPadMode.NO_PADDING or REF_LOG_PROBS not in data.keys():
+        raise ValueError(
+            f"this loss needs the data's {REF_LOG_PROBS!r} (made by `python -m dft.ref_logprobs`) in "
+            f"data.pad_mode=no_padding; got pad_mode={pad_mode!r} and keys {sorted(data.keys())}"
+        )
+    return data[REF_LOG_PROBS].values()
+
+
+def sequence_index(model_output: dict) -> tuple[torch.Tensor, int]:
+    """For each flat token of the no-padding layout, the index of its sequence; and the number of sequences."""
+    lengths = model_output["log_probs"].offsets().diff()
+    return torch.repeat_interleave(torch.arange(len(lengths), device=lengths.device), lengths), len(lengths)
+
+
+def per_sequence_sum(values: torch.Tensor, mask: torch.Tensor, model_output: dict) -> torch.Tensor:
+    """Sum of ``values`` over each sequence's masked tokens (no-padding layout), shape (sequences,)."""
+    index, count = sequence_index(model_output)
+    masked = torch.where(mask.bool(), values, torch.zeros_like(values))
+    return torch.zeros(count, dtype=values.dtype, device=values.device).index_add(0, index, masked)
+
+
+def iw_weights(log_probs, ref_log_probs, mask, model_output, config: LossConfig) -> torch.Tensor:
+    """Importance weights per token, held constant: one per sequence broadcast to its tokens, or per token."""
+    log_ratio = log_probs.detach() - ref_log_probs.to(log_probs.dtype)
+    if config.iw_level == "token":
+        return log_ratio.exp().clamp(config.iw_token_min, config.iw_token_max)
+    index, _ = sequence_index(model_output)
+    tokens = per_sequence_sum(torch.ones_like(log_ratio), mask, model_output).clamp(min=1)
+    mean_log_ratio = per_sequence_sum(log_ratio, mask, model_output) / tokens
+    return mean_log_ratio.exp().clamp(0.0, config.iw_seq_max)[index]
+
+
+def iw_sft_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=None):
+    """Importance-weighted SFT: ``-1/N sum_t sg(w) log p_t`` (arXiv 2507.12856), options in LossConfig."""
+    log_probs, mask = target_log_probs_and_mask(model_output, data)
+    weights = iw_weights(log_probs, reference_log_probs(data), mask, model_output, config)
+    loss = -_global_token_mean(weights * log_probs, mask, data)
+    metrics = _nll_metric(log_probs, mask, data)
+    # the token-weighted mean weight (1 while the policy is the reference)
+    metrics["train/iw_weight"] = Metric(AggregationType.SUM, _global_token_mean(weights, mask, data).detach())
+    return loss, metrics
+
+
+def _global_pair_mean(values: torch.Tensor, data: TensorDict) -> torch.Tensor:
+    """This micro-batch's share of the mean over all pairs of the global batch (``global_batch_size`` pairs)."""
+    return values.sum() / data["global_batch_size"] * data["dp_size"]
+
+
+def dpo_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=None):
+    """DPO over adjacent (chosen, rejected) rows; metrics: implicit rewards, their margin, preference accuracy."""
+    log_probs, mask = target_log_probs_and_mask(model_output, data)
+    policy = per_sequence_sum(log_probs, mask, model_output)
+    reference = per_sequence_sum(reference_log_probs(data).to(log_probs.dtype), mask, model_output)
+    if len(policy) % 2:
+        raise ValueError(f"dpo needs (chosen, rejected) rows in pairs; this micro-batch has {len(policy)} rows")
+    rewards = config.dpo_beta * (policy - reference)
+    chosen, rejected = rewards[0::2], rewards[1::2]
+    margin = chosen - rejected
+    loss = _global_pair_mean(-torch.nn.functional.logsigmoid(margin), data)
+    shares = {
+        "dpo/reward_margin": margin,
+        "dpo/accuracy": (margin > 0).to(margin.dtype),
+        "dpo/chosen_reward": chosen,
+        "dpo/rejected_reward": rejected,
+    }
+    metrics = {key: Metric(AggregationType.SUM, _global_pair_mean(v.detach(), data)) for key, v in shares.items()}
+    metrics.update(_nll_metric(log_probs, mask, data))
+    return loss, metrics
+
+
+LOSSES: dict[str, Callable] = {"sft": sft_loss, "dft": dft_loss, "iw_sft": iw_sft_loss, "dpo": dpo_loss}
+REFERENCE_LOSSES = ("iw_sft", "dpo")
 
 
 def loss_config_from(section) -> LossConfig:

@@ -7,6 +7,10 @@ engine as verl does, then swaps the loss with ``training_client.set_loss_fn``.
 One gap is filled here: verl's SFT ``fit`` logs the metrics a loss returns as it receives them, a list of
 ``verl.utils.metric.Metric`` per data-parallel rank, which no logger can print. The trainers reduce such
 values to floats (``Metric.aggregate_dp``, as verl's PPO path does) before ``fit`` sees them.
+
+Losses that need reference log-probs (``iw_sft``, ``dpo``) read them through a dataset from ``dft.datasets``,
+chosen with verl's ``data.custom_cls``. For ``dpo`` the loader yields pairs as consecutive rows, and every batch
+carries verl's ``force_group_size=2`` so that the engine's micro-batching (fixed or dynamic) never splits a pair.
 """
 
 import os
@@ -16,7 +20,8 @@ from omegaconf import DictConfig, open_dict
 from verl.utils import tensordict_utils as tu
 from verl.utils.metric import Metric
 
-from dft.losses import get_loss_fn, loss_config_from
+from dft.datasets import PAIR_SIDES, PairCollator, ref_column
+from dft.losses import LossConfig, get_loss_fn, loss_config_from
 
 
 def reduce_metric_values(metrics: dict) -> dict:
@@ -35,16 +40,18 @@ def _reduce_output_metrics(output):
     return output
 
 
-def with_reduced_metrics(call):
+def with_reduced_metrics(call, group_size: int = 1):
     """Wrap a training client's ``train_batch``/``infer_batch`` so the returned metrics are plain floats.
 
     Works for the SPMD worker (returns a TensorDict or None) and the Ray worker group (returns a future whose
-    ``get()`` gives the TensorDict).
+    ``get()`` gives the TensorDict). ``group_size > 1`` keeps that many consecutive rows in one micro-batch.
     """
 
     @wraps(call)
-    def wrapped(*args, **kwargs):
-        output = call(*args, **kwargs)
+    def wrapped(data, *args, **kwargs):
+        if group_size > 1:
+            tu.assign_non_tensor(data, force_group_size=group_size)
+        output = call(data, *args, **kwargs)
         if hasattr(output, "get") and callable(output.get) and not hasattr(output, "keys"):
             return _ReducingFuture(output)
         return _reduce_output_metrics(output)
@@ -65,10 +72,20 @@ class _LossSwap:
 
     def _build_engine(self):
         super()._build_engine()
-        self.loss_fn = get_loss_fn(loss_config_from(self.config.get("loss")))
+        loss_config = loss_config_from(self.config.get("loss"))
+        self.loss_fn = get_loss_fn(loss_config)
         self.training_client.set_loss_fn(loss_fn=self.loss_fn)
-        self.training_client.train_batch = with_reduced_metrics(self.training_client.train_batch)
-        self.training_client.infer_batch = with_reduced_metrics(self.training_client.infer_batch)
+        group = len(PAIR_SIDES) if loss_config.needs_pairs else 1
+        self.training_client.train_batch = with_reduced_metrics(self.training_client.train_batch, group)
+        self.training_client.infer_batch = with_reduced_metrics(self.training_client.infer_batch, group)
+
+    def _build_dataloader(self):
+        super()._build_dataloader()
+        if loss_config_from(self.config.get("loss")).needs_pairs:
+            # one dataset item is a pair; the batch the engine sees is chosen_0, rejected_0, chosen_1, ...
+            for loader in (self.train_dataloader, getattr(self, "val_dataloader", None)):
+                if loader is not None:
+                    loader.collate_fn = PairCollator(self.collate_fn)
 
 
 def _spmd_trainer_cls():
@@ -162,10 +179,44 @@ def check_sequence_parallel(config: DictConfig) -> None:
         )
 
 
+DATASET_FOR_LOSS = {"iw_sft": "ReferenceScoredDataset", "dpo": "PreferencePairDataset"}
+
+
+def required_columns(loss: LossConfig) -> list[str]:
+    """The data columns a loss reads besides verl's conversation."""
+    if loss.needs_pairs:
+        return ["prompt", *PAIR_SIDES, *(ref_column(side) for side in PAIR_SIDES)]
+    return [ref_column()] if loss.needs_reference else []
+
+
+def choose_dataset(config: DictConfig, loss: LossConfig) -> None:
+    """Point verl's ``data.custom_cls`` at the dataset the loss needs and check the files have its columns."""
+    import pyarrow.parquet as pq
+
+    if loss.name not in DATASET_FOR_LOSS:
+        return
+    with open_dict(config):
+        custom = config.data.setdefault("custom_cls", {})
+        if not custom.get("path"):
+            custom["path"], custom["name"] = "pkg://dft.datasets", DATASET_FOR_LOSS[loss.name]
+    if config.data.get("pad_mode", "no_padding") != "no_padding":
+        raise ValueError(f"loss.name={loss.name} needs data.pad_mode=no_padding (got {config.data.pad_mode})")
+    for field in ("train_files", "val_files"):
+        for path in _local_files(config.data.get(field)):
+            if path.endswith(".parquet"):
+                missing = [c for c in required_columns(loss) if c not in pq.read_schema(path).names]
+                if missing:
+                    raise ValueError(
+                        f"data.{field}: {path} lacks column(s) {missing} that loss.name={loss.name} needs; "
+                        "reference log-probs are added by `python -m dft.ref_logprobs`"
+                    )
+
+
 def prepare_config(config: DictConfig) -> DictConfig:
     """Validate what verl would only discover late (loss, data files) and adapt to the machine."""
-    loss_config_from(config.get("loss"))
+    loss = loss_config_from(config.get("loss"))
     check_data_files(config)
+    choose_dataset(config, loss)
     for change in adapt_to_machine(config):
         print(f"[dft] {change}")
     check_sequence_parallel(config)

@@ -18,6 +18,10 @@ def tiny(tmp_path_factory):
     return build_tiny_assets(tmp_path_factory.mktemp("tiny"), n_train=256, n_val=32, n_test=16, seed=0)
 
 
+# verl's FSDP mixed precision in float32, so engine numbers can be held to float64 references
+FP32 = [f"++engine.mixed_precision.{k}=fp32" for k in ("param_dtype", "reduce_dtype", "buffer_dtype")]
+
+
 def tiny_overrides(tiny, run_dir, steps):
     return [
         "preset=tiny-cpu",

@@ -205,7 +205,7 @@ def test_weight_floor_and_alpha_follow_their_formulas():
 
 
 def test_unknown_loss_name_lists_valid_names():
-    with pytest.raises(ValueError, match=r"loss.name='dtf'.*valid names: \['dft', 'sft'\]"):
+    with pytest.raises(ValueError, match=r"loss.name='dtf'.*valid names: \['dft', 'dpo', 'iw_sft', 'sft'\]"):
         loss_config_from({"name": "dtf"})
 
 

@@ -3,7 +3,7 @@
 import math
 import shutil
 
-from conftest import check_ok, read_log, run_module, tiny_overrides
+from conftest import FP32, check_ok, read_log, run_module, tiny_overrides
 
 
 def test_dft_trains_saves_and_resumes_without_losing_a_step(tiny, tmp_path):
@@ -47,7 +47,6 @@ def test_ray_entry_point_trains_on_a_local_cluster(tiny, tmp_path):
     assert math.isclose(log[1]["train/loss"], log[1]["train/nll"], rel_tol=1e-3)
 
 
-FP32 = [f"++engine.mixed_precision.{k}=fp32" for k in ("param_dtype", "reduce_dtype", "buffer_dtype")]
 LAYOUTS = {
     "1 process": (1, ["model.use_remove_padding=False"]),
     "2 data-parallel processes": (2, ["model.use_remove_padding=False"]),

@@ -1,0 +1,238 @@
+"""Score training data with a frozen model through verl's engine, forward only: reference log-probs for
+``iw_sft`` and ``dpo``, and the token probabilities of the paper's Figure 2.
+
+    torchrun --nproc_per_node=8 -m dft.ref_logprobs preset=qwen2.5-math-1.5b \\
+        data.train_files=data/numina_cot/train.parquet ref.output=data/numina_cot/train.ref.parquet
+
+The output is the input parquet with the log-probability of every target token (the tokens the loss mask
+trains on), in order, added as a list column: ``ref_log_probs`` for conversations (``messages``), and
+``chosen_ref_log_probs`` / ``rejected_ref_log_probs`` for DPO pairs (``prompt``, ``chosen``, ``rejected``).
+
+The model is built by verl's engine exactly as ``dft.train`` builds it (same config, dtype and attention), so
+at step 0 of a training run the policy's log-probs equal the stored ones and every importance weight is 1.
+``engine.forward_only=true`` loads bf16 weights without optimizer state, for memory.
+
+The job resumes: each rank appends its scored rows to ``<output>.parts/rank<r>.jsonl`` after every step, and a
+rerun skips the steps every rank has finished. The parts are merged into the output at the end.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import hydra
+import pyarrow.parquet as pq
+import torch
+from omegaconf import open_dict
+
+import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
+from dft.datasets import PAIR_SIDES, PairCollator, PreferencePairDataset, ref_column, target_positions
+from dft.io import atomic_write
+from dft.trainer import prepare_config
+
+
+def is_pair_file(paths: list[str]) -> bool:
+    """DPO pairs (prompt, chosen, rejected) or conversations (messages), from the first file's columns."""
+    names = set(pq.read_schema(paths[0]).names)
+    return {"prompt", *PAIR_SIDES} <= names
+
+
+def step_rows(n_rows: int, rows_per_step: int, dp_size: int, dp_rank: int) -> list[list[int]]:
+    """Each step's row indices for one rank; the last step is padded by repeating the final row so every rank
+    runs the same number of forward passes (FSDP's collectives need it)."""
+    steps = []
+    per_rank = rows_per_step // dp_size
+    for start in range(0, n_rows, per_rank * dp_size):
+        rows = list(range(start + dp_rank * per_rank, start + (dp_rank + 1) * per_rank))
+        steps.append([min(r, n_rows - 1) for r in rows])
+    return steps
+
+
+def target_log_probs(log_probs: torch.Tensor, loss_mask: torch.Tensor) -> list[float]:
+    """One sequence's log-probs at its target positions, in order (the stored layout)."""
+    return log_probs[target_positions(loss_mask)].float().tolist()
+
+
+def _scorer_cls():
+    from verl.trainer.sft_trainer import SFTTrainer
+
+    class ReferenceScorer(SFTTrainer):
+        """verl's SFT trainer set-up reduced to what scoring needs: config, engine, dataset; no loader, no fit."""
+
+        def __init__(self, config, pairs: bool):
+            self.config = config
+            self.rank = torch.distributed.get_rank()
+            self.pairs = pairs
+            self._build_config()
+            self.optimizer_config.total_training_steps = 1
+            self._build_engine()
+            self.training_client.reset()
+            tokenizer = self.model_config.tokenizer
+            files = list(config.data.train_files) if not isinstance(config.data.train_files, str) else [
+                config.data.train_files]  # fmt: skip
+            if pairs:
+                self.dataset = PreferencePairDataset(files, tokenizer, config.data, require_reference=False)
+            else:
+                from verl.trainer.sft_trainer import create_sft_dataset
+
+                self.dataset = create_sft_dataset(files, config.data, tokenizer, None)
+            from verl.utils.dataset.dataset_utils import SFTTensorCollator
+
+            collate = SFTTensorCollator(config.data.pad_mode)
+            self.collate = PairCollator(collate) if pairs else collate
+
+        def _meta_info(self) -> dict:
+            data = self.config.data
+            return {
+                "use_remove_padding": self.config.model.use_remove_padding,
+                "use_dynamic_bsz": data.use_dynamic_bsz,
+                "max_token_len_per_gpu": data.max_token_len_per_gpu,
+                "micro_batch_size_per_gpu": data.micro_batch_size_per_gpu,
+                "temperature": 1.0,
+                "global_batch_size": data.train_batch_size,
+                "pad_mode": data.pad_mode,
+                "pad_token_id": self.model_config.tokenizer.pad_token_id,
+                "compute_loss": False,
+                "force_group_size": len(PAIR_SIDES) if self.pairs else 1,
+            }
+
+        def score_rows(self, rows: list[int]) -> list:
+            """Target log-probs of each row (a [chosen, rejected] pair of lists for DPO rows)."""
+            from tensordict.tensorclass import NonTensorData
+            from verl.utils import tensordict_utils as tu
+
+            batch = tu.get_tensordict(tensor_dict=self.collate([self.dataset[r] for r in rows]),
+                                      non_tensor_dict=self._meta_info())  # fmt: skip
+            lengths = batch["input_ids"].offsets().diff().tolist()
+            tu.assign_non_tensor(batch, global_token_num=NonTensorData(lengths))
+            output = self.training_client.infer_batch(batch)
+            pieces = zip(output["log_probs"].unbind(), batch["loss_mask"].unbind())
+            per_sequence = [target_log_probs(log_probs, mask) for log_probs, mask in pieces]
+            if self.pairs:
+                return [per_sequence[i : i + len(PAIR_SIDES)] for i in range(0, len(per_sequence), len(PAIR_SIDES))]
+            return per_sequence
+
+    return ReferenceScorer
+
+
+def _drop_torn_line(part: Path) -> None:
+    """Cut a last line that a killed job left half-written, so that new lines start on a line of their own."""
+    data = part.read_bytes()
+    complete = data.rfind(b"\n") + 1
+    if complete < len(data):
+        with part.open("r+b") as f:
+            f.truncate(complete)
+
+
+def _steps_done(part: Path, steps: list[list[int]]) -> int:
+    """How many leading steps are finished on every rank (each rank's count, minimum over ranks)."""
+    if part.exists():
+        _drop_torn_line(part)
+    done_rows = set(_read_part(part)) if part.exists() else set()
+    done = 0
+    while done < len(steps) and set(steps[done]) <= done_rows:
+        done += 1
+    agreed = torch.tensor([done])
+    torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
+    return int(agreed.item())
+
+
+def _read_part(part: Path) -> dict[int, list]:
+    """Scored rows of one part file; a torn last line (the job was killed mid-write) is ignored."""
+    scored = {}
+    for line in part.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        scored[record["row"]] = record["log_probs"]
+    return scored
+
+
+def write_output(files: list[str], scored: dict[int, list], pairs: bool, output: Path) -> None:
+    """The input rows with the reference log-prob column(s) added, written atomically."""
+    import pyarrow as pa
+
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    missing = [row for row in range(table.num_rows) if row not in scored]
+    if missing:
+        raise RuntimeError(f"rows {missing[:10]} of {files} were not scored ({len(missing)} in all)")
+    float_lists = pa.list_(pa.float32())
+    if pairs:
+        for i, side in enumerate(PAIR_SIDES):
+            column = [scored[row][i] for row in range(table.num_rows)]
+            table = _with_column(table, ref_column(side), pa.array(column, type=float_lists))
+    else:
+        column = [scored[row] for row in range(table.num_rows)]
+        table = _with_column(table, ref_column(), pa.array(column, type=float_lists))
+    atomic_write(output, lambda tmp: pq.write_table(table, tmp))
+
+
+def _with_column(table, name: str, values):
+    if name in table.column_names:
+        table = table.remove_column(table.column_names.index(name))
+    return table.append_column(name, values)
+
+
+def score(config) -> Path:
+    """Score every row of ``data.train_files`` on all ranks and write ``ref.output``; return its path."""
+    from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
+
+    files = [config.data.train_files] if isinstance(config.data.train_files, str) else list(config.data.train_files)
+    output = Path(config.ref.output)
+    pairs = is_pair_file(files)
+    parts = Path(f"{output}.parts")
+    initialize_global_process_group()
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    scorer = _scorer_cls()(config, pairs)
+    dp_size, dp_rank = scorer.engine.get_data_parallel_size(), scorer.engine.get_data_parallel_rank()
+    steps = step_rows(len(scorer.dataset), config.ref.rows_per_step, dp_size, dp_rank)
+    parts.mkdir(parents=True, exist_ok=True)
+    part = parts / f"rank{rank}.jsonl"
+    start = _steps_done(part, steps)
+    if rank == 0:
+        print(f"[dft.ref_logprobs] {len(scorer.dataset)} rows, {len(steps)} steps on {world} ranks; from step {start}")
+    for number, rows in enumerate(steps[start:], start=start):
+        scored = scorer.score_rows(rows)
+        with part.open("a") as f:
+            for row, log_probs in zip(rows, scored):
+                f.write(json.dumps({"row": row, "log_probs": log_probs}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if rank == 0 and (number + 1) % 10 == 0:
+            print(f"[dft.ref_logprobs] step {number + 1}/{len(steps)}")
+    torch.distributed.barrier()
+    if rank == 0:
+        scored = {}
+        for rank_part in sorted(parts.glob("rank*.jsonl")):
+            scored.update(_read_part(rank_part))
+        write_output(files, scored, pairs, output)
+        for rank_part in parts.glob("rank*.jsonl"):
+            rank_part.unlink()
+        parts.rmdir()
+        print(f"[dft.ref_logprobs] wrote {output}")
+    torch.distributed.barrier()
+    destroy_global_process_group()
+    return output
+
+
+def check_ref_config(config) -> None:
+    """The scoring run needs an output path and a step size that every data-parallel rank can share."""
+    with open_dict(config):
+        config.loss.name = "sft"  # scoring reads plain conversations or pairs, never stored log-probs
+        config.trainer.resume_mode = "disable"
+    if not config.ref.output:
+        raise ValueError("ref.output: give the parquet to write, e.g. ref.output=data/train.ref.parquet")
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if config.ref.rows_per_step % world:
+        raise ValueError(f"ref.rows_per_step={config.ref.rows_per_step} must be a multiple of the {world} ranks")
+
+
+@hydra.main(config_path="../configs", config_name="dft_trainer", version_base=None)
+def main(config) -> None:
+    check_ref_config(config)
+    score(prepare_config(config))
+
+
+if __name__ == "__main__":
+    main()
