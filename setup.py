@@ -20,6 +20,8 @@ setup(
         "uvicorn",
         "hydra-core",
         "math-verify",
+        # dft.figures (the paper's Figures 1-3)
+        "matplotlib",
         "pandas",
         "pyarrow",
         "tqdm",

@@ -8,9 +8,10 @@ The output is the input parquet with the log-probability of every target token (
 trains on), in order, added as a list column: ``ref_log_probs`` for conversations (``messages``), and
 ``chosen_ref_log_probs`` / ``rejected_ref_log_probs`` for DPO pairs (``prompt``, ``chosen``, ``rejected``).
 
-The model is built by verl's engine exactly as ``dft.train`` builds it (same config, dtype and attention), so
-at step 0 of a training run the policy's log-probs equal the stored ones and every importance weight is 1.
-``engine.forward_only=true`` loads bf16 weights without optimizer state, for memory.
+``model.path`` may be a verl checkpoint folder (a run's ``trainer.default_local_dir``): its latest step's
+Hugging Face weights are scored. The model is built by verl's engine exactly as ``dft.train`` builds it (same
+config, dtype and attention), so at step 0 of a training run the policy's log-probs equal the stored ones and
+every importance weight is 1. ``engine.forward_only=true`` loads bf16 weights without optimizer state, for memory.
 
 The job resumes: each rank appends its scored rows to ``<output>.parts/rank<r>.jsonl`` after every step, and a
 rerun skips the steps every rank has finished. The parts are merged into the output at the end.
@@ -26,6 +27,7 @@ import torch
 from omegaconf import open_dict
 
 import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
+from dft.checkpoints import resolve_model
 from dft.datasets import PAIR_SIDES, PairCollator, PreferencePairDataset, ref_column, target_positions
 from dft.io import atomic_write
 from dft.trainer import prepare_config
@@ -219,6 +221,7 @@ def score(config) -> Path:
 def check_ref_config(config) -> None:
     """The scoring run needs an output path and a step size that every data-parallel rank can share."""
     with open_dict(config):
+        config.model.path = resolve_model(config.model.path)
         config.loss.name = "sft"  # scoring reads plain conversations or pairs, never stored log-probs
         config.trainer.resume_mode = "disable"
     if not config.ref.output:

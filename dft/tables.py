@@ -96,13 +96,17 @@ def parse_runs(pairs: list[str], runs_file: Path | None) -> dict[str, dict]:
     return {key: json.loads(Path(path).read_text()) for key, path in mapping.items()}
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Render the paper's Tables 1-3 with our results beside.")
     parser.add_argument("table", choices=["table1", "table2", "table3"])
     parser.add_argument("--run", action="append", default=[], help="MODEL/METHOD=path/to/summary.json")
     parser.add_argument("--runs", type=Path, help="JSON object of MODEL/METHOD -> summary path")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     text = build_table(args.table, parse_runs(args.run, args.runs))
     print(text)
     if args.out:

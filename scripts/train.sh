@@ -6,13 +6,17 @@
 #   Several nodes: run on every node with the same MASTER_ADDR (a host all nodes reach) and JOB_ID:
 #                  NNODES=4 MASTER_ADDR=node0 JOB_ID=dft-7b bash scripts/train.sh preset=qwen2.5-math-7b ...
 #   Print only:    DRY_RUN=1 bash scripts/train.sh ...
+#   Other module:  MODULE=dft.ref_logprobs bash scripts/train.sh ... (same config; scores data, see its docstring)
 set -euo pipefail
 
 NNODES=${NNODES:-1}
-NPROC_PER_NODE=${NPROC_PER_NODE:-$(nvidia-smi -L 2>/dev/null | wc -l || echo 1)}
+# default: one process per GPU that nvidia-smi lists, or 1 where it lists none
+NPROC_PER_NODE=${NPROC_PER_NODE:-$(nvidia-smi -L 2>/dev/null | grep -c "^GPU " || true)}
+if [ "$NPROC_PER_NODE" = 0 ]; then NPROC_PER_NODE=1; fi
 MASTER_ADDR=${MASTER_ADDR:-localhost}
 MASTER_PORT=${MASTER_PORT:-29500}
 JOB_ID=${JOB_ID:-dft}
+MODULE=${MODULE:-dft.train}
 DRY_RUN=${DRY_RUN:-0}
 
 if [ "$NNODES" = 1 ]; then
@@ -20,7 +24,7 @@ if [ "$NNODES" = 1 ]; then
 else
   rendezvous=(--nnodes="$NNODES" --rdzv_backend=c10d --rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv_id="$JOB_ID")
 fi
-cmd=(torchrun "${rendezvous[@]}" --nproc_per_node="$NPROC_PER_NODE" -m dft.train "$@")
+cmd=(torchrun "${rendezvous[@]}" --nproc_per_node="$NPROC_PER_NODE" -m "$MODULE" "$@")
 
 if [ "$DRY_RUN" = 1 ]; then
   printf '%q ' "${cmd[@]}"; echo

@@ -10,7 +10,8 @@
 set -euo pipefail
 
 NNODES=${NNODES:-1}
-GPUS_PER_NODE=${GPUS_PER_NODE:-$(nvidia-smi -L 2>/dev/null | wc -l || echo 1)}
+GPUS_PER_NODE=${GPUS_PER_NODE:-$(nvidia-smi -L 2>/dev/null | grep -c "^GPU " || true)}
+if [ "$GPUS_PER_NODE" = 0 ]; then GPUS_PER_NODE=1; fi
 DRY_RUN=${DRY_RUN:-0}
 
 export RAY_ADDRESS=${RAY_ADDRESS:-auto}

@@ -57,7 +57,7 @@ def test_wrong_loss_name_fails_before_training_with_the_valid_names(tiny, tmp_pa
         tmp_path / "log.jsonl",
     )
     assert result.returncode != 0
-    assert "loss.name='dtf' is not a known loss; valid names: ['dft', 'sft']" in result.stderr
+    assert "loss.name='dtf' is not a known loss; valid names: ['dft', 'dpo', 'iw_sft', 'sft']" in result.stderr
 
 
 def test_missing_data_file_fails_naming_the_field_and_file(tiny, tmp_path):

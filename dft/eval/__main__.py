@@ -11,6 +11,7 @@ import hydra
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from dft.checkpoints import resolve_model
 from dft.eval.backends import SamplingParams, make_backend
 from dft.eval.benchmarks import load_benchmark
 from dft.eval.grading import Grader
@@ -66,6 +67,7 @@ def _tokenizer(model: str):
 
 @hydra.main(config_path="../../configs", config_name="eval", version_base=None)
 def main(cfg) -> None:
+    cfg.model = resolve_model(cfg.model)
     summary = evaluate(cfg)
     for name, metrics in summary["benchmarks"].items():
         print(summary_line(name, metrics))

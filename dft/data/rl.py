@@ -1,0 +1,273 @@
+r"""Prompts for the online RL baselines (PPO, GRPO) as verl's RL parquet: ``python -m dft.data.rl --out DIR [...]``.
+
+Each written row is what verl 0.9.1's ``RLHFDataset`` (``verl/utils/dataset/rl_dataset.py``) reads and what its
+reward workers hand to :func:`dft.reward.compute_score`:
+
+- ``data_source``: the input row's ``source`` (``numina_cot/cn_k12`` in a prepared NuminaMath parquet), else ``math``;
+  verl reports validation rewards per data source.
+- ``prompt``: one user turn, exactly the user message of the evaluation's ``chat-cot`` prompt (problem + newline +
+  CoT instruction, :func:`dft.data.common.chat_cot_user`). verl renders it with the model's chat template and the
+  generation prompt, as :func:`dft.eval.prompts.build_prompt` does, so the policy is trained on the prompt it is
+  evaluated on.
+- ``ability``: ``math``; ``reward_model``: ``{"style": "rule", "ground_truth": gold}``;
+- ``extra_info``: ``{"split", "index" (position in the split), "id" (``rl-<input row>``), "source_id" (the input
+  row's ``id``, if any), "problem"}``.
+
+Input: the problems that rejection sampling (:mod:`dft.data.rft`) samples, i.e. a prepared SFT parquet
+(``messages`` and ``answer``; the problem is the user turn without the CoT instruction, and a user turn that is not a
+chat-cot message is a bad row) or a jsonl/parquet of ``problem`` and ``answer``; rows with ``problem`` and
+``solution`` but no ``answer`` take the solution's last ``\boxed{}`` (raw NuminaMath-CoT, the hub default, or MATH).
+The paper's RL runs use the RFT problems: ``--input data/numina_cot/train.parquet --n 10000 --selection first``
+takes the same first 10,000 problems as ``dft.data.rft ... limit=10000``, and ``--val-size`` draws validation
+prompts from the rows after them.
+
+Everything else is :mod:`dft.data.common`'s: reading, selection, splits, ``--on-bad-row error|skip`` (the error names
+the file, the line or row, and the field), atomic writes and ``report.json``. Two checks differ from the SFT preps:
+``--max-length`` (with ``--tokenizer``) bounds the prompt as verl's ``data.max_prompt_length`` counts it (chat
+template with generation prompt), and every gold answer must verify against itself under the reward's grader, since a
+gold math-verify cannot parse would give its prompt reward 0 on every rollout (``--no-gold-check`` skips this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dft.data.common import (
+    BadRow,
+    DataPrepError,
+    DatasetSpec,
+    HubSource,
+    PrepOptions,
+    Validator,
+    boxed_answer,
+    build_parser,
+    build_report,
+    chat_cot_user,
+    check_options,
+    options_from_args,
+    read_input,
+    select_and_split,
+    text_field,
+    write_report,
+)
+from dft.eval.prompts import INSTRUCTION
+from dft.io import atomic_write
+
+COT_SUFFIX = "\n" + INSTRUCTION  # what chat_cot_user appends to the problem
+DEFAULT_SOURCE = "math"
+GOLD_CHECK_WORKERS = min(8, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class RLPrompt:
+    """One RL prompt: the problem (its user turn is the chat-cot message), the gold answer and where it came from."""
+
+    problem: str
+    answer: str
+    source: str
+    source_id: str = ""
+    id: str = ""
+    tokens: int | None = None  # prompt tokens in the chat template with the generation prompt, when measured
+    fields: tuple[str, str] = ("problem", "answer")  # the input fields the problem and the gold came from
+
+    def messages(self) -> list[dict]:
+        """The ``prompt`` column: the chat-cot user turn."""
+        return [{"role": "user", "content": chat_cot_user(self.problem)}]
+
+    def record(self, split: str, index: int) -> dict:
+        """The parquet row verl's RLHFDataset reads."""
+        extra = {"split": split, "index": index, "id": self.id, "source_id": self.source_id, "problem": self.problem}
+        return {
+            "data_source": self.source,
+            "prompt": self.messages(),
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": self.answer},
+            "extra_info": extra,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rows
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def problem_from_messages(messages) -> str:
+    """The problem inside a prepared SFT row's user turn (the chat-cot message minus its instruction)."""
+    turns = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"] if messages is not None else []
+    if not turns:
+        raise BadRow("messages", "has no user turn", "no user turn in 'messages'")
+    content = str(turns[0].get("content") or "")
+    problem = content[: -len(COT_SUFFIX)] if content.endswith(COT_SUFFIX) else ""
+    if not problem.strip():
+        reason = "has a user turn that is not a chat-cot prompt (problem, newline, CoT instruction)"
+        raise BadRow("messages", reason, "user turn is not chat-cot")
+    return problem
+
+
+def gold_answer(row: dict) -> tuple[str, str]:
+    r"""(gold, field): the row's ``answer``; without one, the last ``\boxed{}`` of its ``solution``."""
+    if row.get("answer") is None and row.get("solution") is not None:
+        return boxed_answer(text_field(row, "solution"), "solution"), "solution"
+    return text_field(row, "answer"), "answer"
+
+
+def convert(row: dict, extra: dict) -> RLPrompt:
+    """One input row (problem with answer or solution, or a prepared SFT row) as an RL prompt.
+
+    ``problem`` wins over ``messages``: raw NuminaMath-CoT rows carry both, and their messages are not chat-cot.
+    """
+    problem_field = "messages" if row.get("problem") is None and "messages" in row else "problem"
+    problem = problem_from_messages(row["messages"]) if problem_field == "messages" else text_field(row, "problem")
+    answer, answer_field = gold_answer(row)
+    source, source_id = row.get("source"), row.get("id")
+    return RLPrompt(
+        problem=problem,
+        answer=answer,
+        source=source if isinstance(source, str) and source else DEFAULT_SOURCE,
+        source_id="" if source_id is None else str(source_id),
+        fields=(problem_field, answer_field),
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The RL prep's own option."""
+    parser.add_argument(
+        "--no-gold-check", dest="gold_check", action="store_false", help="do not check that golds verify"
+    )
+
+
+SPEC = DatasetSpec(
+    name="rl",
+    description="prompts and gold answers for verl's PPO/GRPO (RL parquet); --max-length counts prompt tokens",
+    hub=HubSource("AI-MO/NuminaMath-CoT", None, "train"),
+    convert=convert,
+    add_arguments=add_arguments,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation: prompt length as verl counts it, golds the reward can verify
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def prompt_length(tokenizer, messages: list[dict]) -> int:
+    """Prompt tokens exactly as verl's ``RLHFDataset`` filter counts them (``filter_overlong_prompts``)."""
+    from verl.utils.tokenizer import normalize_token_ids
+
+    return len(normalize_token_ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)))
+
+
+class RLValidator(Validator):
+    """:class:`Validator` for prompts: lengths of the prompt alone, and golds checked by the reward's grader."""
+
+    def __init__(self, inputs, opts: PrepOptions, tokenizer=None, grader=None):
+        super().__init__(SPEC, inputs, opts, tokenizer)
+        self.grader = grader
+
+    def check(self, indices) -> list[RLPrompt | BadRow]:
+        results = [self._convert(i) for i in indices]
+        good = [k for k, r in enumerate(results) if isinstance(r, RLPrompt)]
+        if self.tokenizer is not None:
+            for k in good:
+                results[k] = self._measure(results[k])
+        if self.grader is not None:
+            self._check_golds(results, [k for k in good if isinstance(results[k], RLPrompt)])
+        return results
+
+    def _measure(self, prompt: RLPrompt) -> RLPrompt | BadRow:
+        length = prompt_length(self.tokenizer, prompt.messages())
+        if self.opts.max_length is not None and length > self.opts.max_length:
+            reason = f"is {length} tokens with the chat template, more than --max-length {self.opts.max_length}"
+            return BadRow(prompt.fields[0], reason, "prompt longer than max_length")
+        return replace(prompt, tokens=length)
+
+    def _check_golds(self, results: list, good: list[int]) -> None:
+        r"""A gold must be judged equal to itself (as the reward would judge ``\boxed{gold}``); else a BadRow."""
+        outcomes = self.grader.judge_many([(results[k].answer, results[k].answer) for k in good])
+        for k, (correct, error) in zip(good, outcomes):
+            if not correct:
+                reason = f"{results[k].answer[:80]!r} does not verify against itself ({error or 'not equal'})"
+                results[k] = BadRow(results[k].fields[1], reason, "gold answer does not verify")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def write_parquet(prompts: list[RLPrompt], split: str, path: str) -> None:
+    """verl's RL parquet: data_source, prompt, ability, reward_model, extra_info (explicit types, even when empty)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    message = pa.struct([("role", pa.string()), ("content", pa.string())])
+    reward = pa.struct([("style", pa.string()), ("ground_truth", pa.string())])
+    extra = pa.struct(
+        [("split", pa.string()), ("index", pa.int64()), ("id", pa.string()), ("source_id", pa.string()),
+         ("problem", pa.string())]
+    )  # fmt: skip
+    schema = pa.schema(
+        [("data_source", pa.string()), ("prompt", pa.list_(message)), ("ability", pa.string()),
+         ("reward_model", reward), ("extra_info", extra)]
+    )  # fmt: skip
+    rows = [p.record(split, i) for i, p in enumerate(prompts)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def write_splits(out: Path, train: list[RLPrompt], val: list[RLPrompt]) -> None:
+    """``train.parquet`` and ``val.parquet`` (or no stale one), atomically, after removing the old report."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").unlink(missing_ok=True)
+    atomic_write(out / "train.parquet", lambda tmp: write_parquet(train, "train", tmp))
+    if val:
+        atomic_write(out / "val.parquet", lambda tmp: write_parquet(val, "val", tmp))
+    else:
+        (out / "val.parquet").unlink(missing_ok=True)
+
+
+def prepare(opts: PrepOptions) -> dict:
+    """Read, validate, select and write the RL prompts as ``opts`` says; return the report (also in report.json)."""
+    from dft.eval.grading import Grader
+
+    check_options(opts)
+    start = time.perf_counter()
+    inputs = read_input(SPEC, opts)
+    tokenizer = None
+    if opts.tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer)
+    with Grader(workers=GOLD_CHECK_WORKERS) as grader:
+        validator = RLValidator(inputs, opts, tokenizer, grader if opts.extra.get("gold_check", True) else None)
+        splits = select_and_split(len(inputs), opts, validator)
+    write_splits(Path(opts.out), splits[0], splits[1])
+    report = build_report(SPEC, opts, inputs, splits, validator, time.perf_counter() - start)
+    write_report(Path(opts.out), report)
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """CLI entry point: prepare and print a one-line summary; a data problem exits with status 1."""
+    parser = build_parser(SPEC)
+    opts = options_from_args(parser.parse_args(argv))
+    if opts.source == "hub" and opts.input is not None:
+        parser.error("--input is for --source local")
+    try:
+        report = prepare(opts)
+    except DataPrepError as err:
+        parser.exit(1, f"error: {err}\n")
+    skipped = ", ".join(f"{k}: {v}" for k, v in report["skipped"].items()) or "none"
+    print(
+        f"rl: {report['input_rows']} input rows -> {report['train_rows']} train, {report['val_rows']} val prompts "
+        f"in {opts.out} (skipped {report['skipped_rows']} [{skipped}], unselected {report['unselected_rows']}; "
+        f"{report['seconds']:.1f} s)"
+    )
+    return report
+
+
+if __name__ == "__main__":
+    main()

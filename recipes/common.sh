@@ -1,0 +1,72 @@
+# Sourced by every recipe's run.sh: shared knobs, the paper's model list, and the command runners.
+# Every knob is an environment variable with a default; DRY_RUN=1 prints each command instead of running it.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+
+DRY_RUN=${DRY_RUN:-0}
+# where prepared data and runs (checkpoints, evaluations, tables, figures) go
+DATA=${DATA:-data}
+RUNS=${RUNS:-runs}
+# GPUs per node for training (torchrun) and evaluation (vLLM replicas, one GPU each)
+NPROC_PER_NODE=${NPROC_PER_NODE:-8}
+EVAL_BACKEND=${EVAL_BACKEND:-vllm}
+EVAL_GPUS=${EVAL_GPUS:-$NPROC_PER_NODE}
+# the paper's evaluation: avg@16, temperature 1.0, 4096 new tokens (configs/eval.yaml); fewer for a quick look
+EVAL_SAMPLES=${EVAL_SAMPLES:-16}
+# NuminaMath-CoT training examples (paper: 100,000)
+N_TRAIN=${N_TRAIN:-100000}
+export DRY_RUN NPROC_PER_NODE
+
+# The paper's five models, as configs/preset/ names them.
+PAPER_MODELS="qwen2.5-math-1.5b llama-3.2-3b llama-3.1-8b deepseek-math-7b qwen2.5-math-7b"
+
+# run CMD...: run it, or print it (shell-quoted, one line) under DRY_RUN=1.
+run() {
+  if [ "$DRY_RUN" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi
+}
+
+# train OUT_DIR OVERRIDES...: dft.train under torchrun (scripts/train.sh), checkpoints in OUT_DIR.
+train() {
+  local out=$1; shift
+  bash scripts/train.sh trainer.default_local_dir="$out" "$@"
+}
+
+# score OUTPUT OVERRIDES...: reference log-probs of data.train_files by model.path (dft.ref_logprobs).
+score() {
+  local output=$1; shift
+  MODULE=dft.ref_logprobs bash scripts/train.sh ref.output="$output" "$@"
+}
+
+# evaluate MODEL OUT_DIR [OVERRIDES...]: the paper's protocol on its five benchmarks (dft.eval); MODEL is a hub id,
+# a Hugging Face folder or a verl checkpoint folder (its latest step).
+evaluate() {
+  local model=$1 out=$2; shift 2
+  local gpus=(data_parallel="$EVAL_GPUS" gpus_per_replica=1)
+  [ "$EVAL_BACKEND" = hf ] && gpus=(data_parallel=1 gpus_per_replica=0)
+  run python -m dft.eval model="$model" output_dir="$out" backend="$EVAL_BACKEND" "${gpus[@]}" \
+    sampling.n="$EVAL_SAMPLES" "$@"
+}
+
+# prepare_numina: the paper's SFT data, N_TRAIN random NuminaMath-CoT examples (dft.data.numina).
+prepare_numina() {
+  run python -m dft.data.numina --out "$DATA/numina" --n "$N_TRAIN" --selection random --seed 0 --on-bad-row skip
+}
+
+# hub_id PRESET: the model a preset trains (its model.path).
+hub_id() {
+  sed -n 's/^  path: //p' "configs/preset/$1.yaml"
+}
+
+# paper_name PRESET: the model's name in the paper's tables (dft/paper_tables.json).
+paper_name() {
+  case "$1" in
+    qwen2.5-math-1.5b) echo Qwen2.5-Math-1.5B ;;
+    qwen2.5-math-7b) echo Qwen2.5-Math-7B ;;
+    llama-3.2-3b) echo LLaMA-3.2-3B ;;
+    llama-3.1-8b) echo LLaMA-3.1-8B ;;
+    deepseek-math-7b) echo DeepSeekMath-7B ;;
+    *) echo "unknown preset $1" >&2; return 1 ;;
+  esac
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Figure 1: accuracy against training step, SFT vs DFT on Qwen2.5-Math-1.5B: checkpoints every SAVE_EVERY
+# steps, each evaluated, step 0 being the base model (README.md). Arguments are Hydra overrides for training.
+source "$(dirname "$0")/../common.sh"
+MODEL=${MODEL:-qwen2.5-math-1.5b}
+LOSSES=${LOSSES:-"sft dft"}
+SAVE_EVERY=${SAVE_EVERY:-50}
+# one epoch of N_TRAIN examples at batch 256 (verl drops the last partial batch); the run stops at exactly STEPS
+# (total_epochs=2 only lets it reach STEPS if the prep skipped a few bad rows)
+STEPS=${STEPS:-$((N_TRAIN / 256))}
+# the benchmark the figure plots, or "average" over the five
+BENCHMARK=${BENCHMARK:-average}
+
+prepare_numina
+evaluate "$(hub_id "$MODEL")" "$RUNS/eval/fig1/base/step_0"
+figure_runs=()
+for loss in $LOSSES; do
+  run_dir="$RUNS/train/fig1/$MODEL-$loss"
+  train "$run_dir" preset="$MODEL" loss.name="$loss" data.train_files="$DATA/numina/train.parquet" \
+    trainer.save_freq="$SAVE_EVERY" trainer.total_training_steps="$STEPS" trainer.total_epochs=2 "$@"
+  run mkdir -p "$RUNS/eval/fig1/$loss"
+  run ln -sfn "$(realpath -m "$RUNS/eval/fig1/base/step_0")" "$RUNS/eval/fig1/$loss/step_0"
+  for ((step = SAVE_EVERY; step < STEPS + SAVE_EVERY; step += SAVE_EVERY)); do
+    ((step > STEPS)) && step=$STEPS  # verl always saves the last step
+    evaluate "$run_dir/global_step_$step/huggingface" "$RUNS/eval/fig1/$loss/step_$step"
+  done
+  figure_runs+=(--run "${loss^^}=$RUNS/eval/fig1/$loss")
+done
+run python -m dft.figures dynamics "${figure_runs[@]}" --benchmark "$BENCHMARK" --out "$RUNS/fig1_dynamics.png"

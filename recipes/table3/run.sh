@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Table 3: Qwen2.5-Math-1.5B in the offline setting (RFT data: 4 samples on 10k problems, verified; SFT, iw-SFT
+# and DFT on it; DPO on its pairs) and online (PPO, GRPO), beside Base/SFT/iw-SFT/DFT of Tables 1-2 (README.md).
+source "$(dirname "$0")/../common.sh"
+MODEL=${MODEL:-qwen2.5-math-1.5b}
+# problems sampled for RFT/DPO and given to PPO/GRPO (paper: 10,000)
+N_PROBLEMS=${N_PROBLEMS:-10000}
+RL_ALGOS=${RL_ALGOS:-"ppo grpo"}
+hub=$(hub_id "$MODEL")
+name=$(paper_name "$MODEL")
+rft="$DATA/rft-$MODEL"
+rl="$DATA/rl-$MODEL"
+
+prepare_numina
+# offline data: rejection samples of the base model, verified; pairs of (correct, incorrect) for DPO
+run python -m dft.data.rft model="$hub" input="$DATA/numina/train.parquet" limit="$N_PROBLEMS" out="$rft" \
+  backend="$EVAL_BACKEND" data_parallel="$EVAL_GPUS" gpus_per_replica=1
+score "$rft/rft.ref.parquet" preset="$MODEL" data.train_files="$rft/rft.parquet"
+score "$rft/pairs.ref.parquet" preset="$MODEL" data.train_files="$rft/pairs.parquet"
+train "$RUNS/train/$MODEL-rft-sft" preset="$MODEL" setting=rft loss.name=sft data.train_files="$rft/rft.parquet" "$@"
+train "$RUNS/train/$MODEL-rft-dft" preset="$MODEL" setting=rft loss.name=dft data.train_files="$rft/rft.parquet" "$@"
+train "$RUNS/train/$MODEL-rft-iw_sft" preset="$MODEL" setting=rft loss.name=iw_sft \
+  data.train_files="$rft/rft.ref.parquet" "$@"
+train "$RUNS/train/$MODEL-dpo" preset="$MODEL" setting=dpo data.train_files="$rft/pairs.ref.parquet" "$@"
+
+# online RL: verl's own PPO/GRPO (scripts/train_rl.sh) on the same problems, rewarded by math-verify
+run python -m dft.data.rl --out "$rl" --input "$DATA/numina/train.parquet" --n "$N_PROBLEMS" \
+  --selection first --val-size 500
+for algo in $RL_ALGOS; do
+  # the actor's checkpoints also hold Hugging Face weights, which dft.eval finds in the run folder
+  ALGO=$algo MODEL="$hub" DATA_DIR="$rl" GPUS_PER_NODE="$NPROC_PER_NODE" bash scripts/train_rl.sh \
+    trainer.default_local_dir="$RUNS/train/$MODEL-$algo" \
+    'actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]'
+done
+
+table_runs=(--run "$name/Base=$RUNS/eval/$MODEL-base/summary.json")
+evaluate "$hub" "$RUNS/eval/$MODEL-base"
+for method in sft:SFT iw_sft:iw-SFT dft:DFT; do  # Tables 1-2's runs on NuminaMath-CoT (run those recipes first)
+  table_runs+=(--run "$name/${method#*:}=$RUNS/eval/$MODEL-${method%%:*}/summary.json")
+done
+for method in "rft-sft:RFT (offline)" "rft-iw_sft:iw-SFT (offline)" "rft-dft:DFT (offline)" "dpo:DPO (offline)"; do
+  evaluate "$RUNS/train/$MODEL-${method%%:*}" "$RUNS/eval/$MODEL-${method%%:*}"
+  table_runs+=(--run "$name/${method#*:}=$RUNS/eval/$MODEL-${method%%:*}/summary.json")
+done
+for algo in $RL_ALGOS; do
+  evaluate "$RUNS/train/$MODEL-$algo" "$RUNS/eval/$MODEL-$algo"
+  table_runs+=(--run "$name/${algo^^} (online)=$RUNS/eval/$MODEL-$algo/summary.json")
+done
+run python -m dft.tables table3 "${table_runs[@]}" --out "$RUNS/table3.md"

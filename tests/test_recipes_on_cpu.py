@@ -1,0 +1,124 @@
+"""Every recipe dry-runs, prints the commands it would run, and each of them composes (dft.recipes)."""
+
+import os
+import shlex
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from dft.checkpoints import resolve_model
+from dft.recipes import CommandError, check_command, check_lines
+
+RECIPES = sorted(p.parent.name for p in (REPO / "recipes").glob("*/run.sh"))
+FIVE = 5
+
+
+def dry_run(recipe, *overrides, **env):
+    result = subprocess.run(
+        ["bash", f"recipes/{recipe}/run.sh", *overrides], cwd=REPO, capture_output=True, text=True,
+        env=dict(os.environ, DRY_RUN="1", **env), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def programs(lines):
+    return Counter(check_lines(lines)[0])
+
+
+def test_there_is_a_recipe_for_every_table_and_figure_with_a_readme():
+    expected = {"table1", "table2", "table3", "fig1_dynamics", "fig2_token_probs", "fig3_lr_bs", "cft", "lora"}
+    assert set(RECIPES) == expected
+    for recipe in RECIPES:
+        readme = (REPO / "recipes" / recipe / "README.md").read_text()
+        assert "GPU-hours" in readme and "DRY_RUN=1" in readme, recipe
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_printed_command_composes(recipe):
+    lines = dry_run(recipe)
+    composed, errors = check_lines(lines)
+    assert not errors, "\n".join(errors)
+    assert len(composed) == len(lines)
+
+
+def test_table_recipes_run_what_the_tables_need():
+    assert programs(dry_run("table1")) == Counter(
+        {"dft.data.numina": 1, "dft.train": 2 * FIVE, "dft.eval": 3 * FIVE, "dft.tables": 1}
+    )
+    assert programs(dry_run("table2")) == Counter(
+        {"dft.data.numina": 1, "dft.ref_logprobs": FIVE, "dft.train": 2 * FIVE, "dft.eval": 2 * FIVE, "dft.tables": 1}
+    )
+    table3 = programs(dry_run("table3"))
+    assert table3["dft.train"] == 4 and table3["verl.trainer.main_ppo"] == 2 and table3["dft.eval"] == 7
+    assert table3["dft.ref_logprobs"] == 2 and table3["dft.data.rft"] == 1 and table3["dft.data.rl"] == 1
+
+
+def test_hydra_overrides_reach_every_training_run_and_win():
+    lines = dry_run("table1", "optim.lr=1e-5", "data.max_length=1024", MODELS="llama-3.1-8b", LOSSES="dft")
+    trainings = [line for line in lines if " -m dft.train " in line]
+    assert len(trainings) == 1
+    argv = shlex.split(trainings[0])
+    assert argv[-2:] == ["optim.lr=1e-5", "data.max_length=1024"] and "preset=llama-3.1-8b" in argv
+    table = next(line for line in lines if "dft.tables" in line)
+    assert "LLaMA-3.1-8B/DFT=runs/eval/llama-3.1-8b-dft/summary.json" in shlex.split(table)
+
+
+def test_knobs_change_the_commands():
+    lines = dry_run("fig3_lr_bs", LRS="1e-4 5e-5", BATCH_SIZES="64 256", LOSSES="dft", NPROC_PER_NODE="4")
+    trainings = [shlex.split(line) for line in lines if " -m dft.train " in line]
+    # lr 5e-5 at batch 256 is shared by both sweeps: 2 + 2 - 1 runs
+    assert len(trainings) == 3
+    settings = {(next(x for x in a if x.startswith("optim.lr=")), next(x for x in a if "train_batch_size" in x))
+                for a in trainings}  # fmt: skip
+    assert settings == {
+        ("optim.lr=1e-4", "data.train_batch_size=256"),
+        ("optim.lr=5e-5", "data.train_batch_size=256"),
+        ("optim.lr=5e-5", "data.train_batch_size=64"),
+    }
+    assert all("--nproc_per_node=4" in a for a in trainings)
+
+
+def test_a_command_that_would_fail_at_start_up_is_reported_with_the_reason():
+    good = "torchrun --standalone --nproc_per_node=8 -m dft.train preset=qwen2.5-math-1.5b loss.name=dft"
+    assert check_command(good) == "dft.train"
+    bad = {
+        good + " loss.nmae=dft": "loss.nmae",
+        good.replace("loss.name=dft", "loss.name=dtf"): "not a known loss",
+        "torchrun --nproc_per_node=8 -m dft.ref_logprobs preset=llama-3.2-3b": "needs ref.output",
+        "python -m dft.eval model=x sampling.n=4 backend=tgi": "neither hf nor vllm",
+        "python -m dft.data.numina --n 10": "--out",
+        "python -m dft.tables table9": "invalid choice",
+        "python -m verl.trainer.main_ppo --config-name grpo_trainer actor_rollout_ref.actor.use_dynamic_bsz=false": (
+            "ppo_micro_batch_size"
+        ),
+        "python -m somewhere.else": "no check for this program",
+    }
+    for line, reason in bad.items():
+        with pytest.raises(CommandError, match=reason):
+            check_command(line)
+
+
+def fake_checkpoint(root: Path, step: int, sub: str, weights: bool = True) -> Path:
+    (root / "latest_checkpointed_iteration.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "latest_checkpointed_iteration.txt").write_text(f"{step}\n")
+    hf = root / f"global_step_{step}" / sub
+    hf.mkdir(parents=True)
+    if weights:
+        (hf / "model.safetensors").write_bytes(b"")
+    return hf
+
+
+def test_a_run_folder_resolves_to_its_latest_hugging_face_weights(tmp_path):
+    assert resolve_model("Qwen/Qwen2.5-Math-1.5B") == "Qwen/Qwen2.5-Math-1.5B"
+    assert resolve_model(str(tmp_path)) == str(tmp_path)  # a plain folder is a model folder
+    fake_checkpoint(tmp_path / "sft", 390, "huggingface")
+    assert resolve_model(str(tmp_path / "sft")) == str(tmp_path / "sft" / "global_step_390" / "huggingface")
+    ppo = fake_checkpoint(tmp_path / "ppo", 39, "actor/huggingface")
+    assert resolve_model(str(tmp_path / "ppo")) == str(ppo)
+    fake_checkpoint(tmp_path / "sharded", 7, "huggingface", weights=False)
+    with pytest.raises(FileNotFoundError, match=r"global_step_7: no Hugging Face weights.*dft.checkpoints merge"):
+        resolve_model(str(tmp_path / "sharded"))
