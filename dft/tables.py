@@ -76,6 +76,12 @@ def build_table(name: str, runs: dict[str, dict], paper: dict | None = None) -> 
     unknown = [k for k in runs if k.split("/", 1)[0] not in table["rows"] or "/" not in k]
     if unknown:
         raise ValueError(f"runs {unknown} name no model of {name}; models: {sorted(table['rows'])}")
+    unknown = [k for k in runs if k.split("/", 1)[1] not in table["rows"][k.split("/", 1)[0]]]
+    if unknown:
+        methods = {
+            model: list(rows) for model, rows in table["rows"].items() if any(k.startswith(model) for k in unknown)
+        }
+        raise ValueError(f"runs {unknown} name no method of {name}; methods: {methods}")
     header = ["Model", "Method", *(BENCHMARK_TITLES.get(b, b) for b in benchmarks), "Avg."]
     lines = [f"**{table['title']}** (ours / paper (ours - paper), avg@k %)", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip

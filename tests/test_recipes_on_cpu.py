@@ -122,3 +122,29 @@ def test_a_run_folder_resolves_to_its_latest_hugging_face_weights(tmp_path):
     fake_checkpoint(tmp_path / "sharded", 7, "huggingface", weights=False)
     with pytest.raises(FileNotFoundError, match=r"global_step_7: no Hugging Face weights.*dft.checkpoints merge"):
         resolve_model(str(tmp_path / "sharded"))
+
+
+@pytest.mark.parametrize("recipe, table", [("table1", "table1"), ("table2", "table2"), ("table3", "table3")])
+def test_the_table_renders_from_the_summaries_the_recipe_writes(recipe, table, tmp_path, capsys):
+    import json
+
+    from dft.tables import main as tables_main
+
+    lines = dry_run(recipe, RUNS=str(tmp_path))
+    argv = shlex.split(next(line for line in lines if " -m dft.tables " in line))
+    runs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--run"]
+    expected = {}
+    for number, run in enumerate(runs):
+        key, path = run.split("=", 1)
+        score = 0.1 + number / 1000  # a distinct avg@16 per run
+        metrics = {name: {"avg@16": score} for name in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps({"benchmarks": metrics}))
+        expected[key] = f"{100 * score:.2f}"
+    tables_main(argv[argv.index(table) :])
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "Method" not in line]
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): line for line in printed}
+    for key, value in expected.items():
+        model, method = key.split("/", 1)
+        assert f"| {value} / " in rows[(model, method)].replace("**", ""), (key, rows[(model, method)])
+    assert (tmp_path / f"{table}.md").exists()

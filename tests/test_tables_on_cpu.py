@@ -58,3 +58,10 @@ def test_cli_reads_summary_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| Qwen2.5-Math-1.5B | DFT (offline) | **64.00** / 64.71 (-0.71) |" in out
     assert (tmp_path / "t3.md").read_text().strip() == out.strip()
+
+
+def test_a_run_for_a_method_the_table_does_not_have_is_an_error():
+    with pytest.raises(
+        ValueError, match=r"name no method of table1; methods: \{'Qwen2.5-Math-1.5B': \['Base', 'SFT', 'DFT'\]"
+    ):
+        build_table("table1", {"Qwen2.5-Math-1.5B/IWSFT": {"benchmarks": {}}})
