@@ -39,6 +39,12 @@ def is_pair_file(paths: list[str]) -> bool:
     return {"prompt", *PAIR_SIDES} <= names
 
 
+def data_files(config) -> list[str]:
+    """``data.train_files`` as a list of paths (Hydra gives a string or a list)."""
+    files = config.data.train_files
+    return [files] if isinstance(files, str) else list(files)
+
+
 def step_rows(n_rows: int, rows_per_step: int, dp_size: int, dp_rank: int) -> list[list[int]]:
     """Each step's row indices for one rank; the last step is padded by repeating the final row so every rank
     runs the same number of forward passes (FSDP's collectives need it)."""
@@ -70,8 +76,7 @@ def _scorer_cls():
             self._build_engine()
             self.training_client.reset()
             tokenizer = self.model_config.tokenizer
-            files = list(config.data.train_files) if not isinstance(config.data.train_files, str) else [
-                config.data.train_files]  # fmt: skip
+            files = data_files(config)
             if pairs:
                 self.dataset = PreferencePairDataset(files, tokenizer, config.data, require_reference=False)
             else:
@@ -180,7 +185,7 @@ def score(config) -> Path:
     """Score every row of ``data.train_files`` on all ranks and write ``ref.output``; return its path."""
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
 
-    files = [config.data.train_files] if isinstance(config.data.train_files, str) else list(config.data.train_files)
+    files = data_files(config)
     output = Path(config.ref.output)
     pairs = is_pair_file(files)
     parts = Path(f"{output}.parts")
