@@ -239,7 +239,7 @@ def check_ref_config(config) -> None:
 @hydra.main(config_path="../configs", config_name="dft_trainer", version_base=None)
 def main(config) -> None:
     check_ref_config(config)
-    score(prepare_config(config))
+    score(prepare_config(config, training=False))
 
 
 if __name__ == "__main__":

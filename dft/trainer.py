@@ -115,9 +115,9 @@ def _local_files(files) -> list[str]:
     return [os.path.expanduser(str(p)) for p in paths if _is_local_path(os.path.expanduser(str(p)))]
 
 
-def check_data_files(config: DictConfig) -> None:
-    """Fail before any model is loaded if a local data file is missing, or the training files hold less than
-    one batch (verl would die with a ZeroDivisionError: an epoch of zero steps)."""
+def check_data_files(config: DictConfig, training: bool = True) -> None:
+    """Fail before any model is loaded if a local data file is missing, or (``training``) the training files hold
+    less than one batch (verl would die with a ZeroDivisionError: an epoch of zero steps)."""
     import pyarrow.parquet as pq
 
     for field in ("train_files", "val_files"):
@@ -125,7 +125,7 @@ def check_data_files(config: DictConfig) -> None:
             if not os.path.exists(path):
                 raise FileNotFoundError(f"data.{field}: no such file: {path}")
     train = _local_files(config.data.get("train_files"))
-    if train and all(p.endswith(".parquet") for p in train):
+    if training and train and all(p.endswith(".parquet") for p in train):
         rows = sum(pq.read_metadata(p).num_rows for p in train)
         if rows < config.data.train_batch_size:
             raise ValueError(f"data.train_files hold {rows} rows, fewer than data.train_batch_size="
@@ -212,10 +212,11 @@ def choose_dataset(config: DictConfig, loss: LossConfig) -> None:
                     )
 
 
-def prepare_config(config: DictConfig) -> DictConfig:
-    """Validate what verl would only discover late (loss, data files) and adapt to the machine."""
+def prepare_config(config: DictConfig, training: bool = True) -> DictConfig:
+    """Validate what verl would only discover late (loss, data files) and adapt to the machine; ``training=False``
+    (scoring data with ``dft.ref_logprobs``) accepts data smaller than one training batch."""
     loss = loss_config_from(config.get("loss"))
-    check_data_files(config)
+    check_data_files(config, training)
     choose_dataset(config, loss)
     for change in adapt_to_machine(config):
         print(f"[dft] {change}")

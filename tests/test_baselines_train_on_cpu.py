@@ -57,6 +57,15 @@ def test_reference_log_probs_match_a_float64_model(tiny, scored):
     assert len(frame) == 256 and list(frame.columns[:3]) == ["messages", "id", "answer"]
 
 
+def test_data_smaller_than_a_training_batch_is_scored(tiny, tmp_path):
+    few = tmp_path / "few.parquet"
+    pd.read_parquet(tiny.train_parquet).head(5).to_parquet(few, index=False)  # tiny-cpu's batch is 32
+    args = ["preset=tiny-cpu", f"model.path={tiny.model_dir}", f"data.train_files={few}",
+            f"ref.output={tmp_path / 'few.ref.parquet'}", "ref.rows_per_step=4"]  # fmt: skip
+    check_ok(run_module("dft.ref_logprobs", args, tmp_path / "score.log", nproc=2))
+    assert len(pd.read_parquet(tmp_path / "few.ref.parquet")[ref_column()]) == 5
+
+
 def test_scoring_resumes_without_redoing_finished_steps(tiny, scored, tmp_path):
     _, frame = scored
     output = tmp_path / "train.ref.parquet"
