@@ -13,11 +13,11 @@ Hugging Face weights are scored. The model is built by verl's engine exactly as 
 config, dtype and attention), so at step 0 of a training run the policy's log-probs equal the stored ones and
 every importance weight is 1. ``engine.forward_only=true`` loads bf16 weights without optimizer state, for memory.
 
-The job resumes: each rank appends its scored rows to ``<output>.parts/rank<r>.jsonl`` after every step, and a
-rerun skips the steps every rank has finished. The parts are merged into the output at the end.
+The job resumes: each rank appends its scored rows to ``<output>.parts/rank<r>.jsonl`` after every step (the
+evaluation's kill-safe JSONL store, keyed by row), and a rerun skips the steps every rank has finished. The
+parts are merged into the output at the end.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from omegaconf import open_dict
 import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
 from dft.checkpoints import resolve_model
 from dft.datasets import PAIR_SIDES, PairCollator, PreferencePairDataset, ref_column, target_positions
+from dft.eval.store import append_rows, load_rows
 from dft.io import atomic_write
 from dft.trainer import prepare_config
 
@@ -122,38 +123,19 @@ def _scorer_cls():
     return ReferenceScorer
 
 
-def _drop_torn_line(part: Path) -> None:
-    """Cut a last line that a killed job left half-written, so that new lines start on a line of their own."""
-    data = part.read_bytes()
-    complete = data.rfind(b"\n") + 1
-    if complete < len(data):
-        with part.open("r+b") as f:
-            f.truncate(complete)
+def scored_rows(part: Path) -> dict[int, list]:
+    """The rows a rank's part file holds, ``{row: log_probs}`` (the eval store's kill-safe JSONL, torn tail cut)."""
+    return {row: record["log_probs"] for (row, _), record in load_rows(part).items()}
 
 
-def _steps_done(part: Path, steps: list[list[int]]) -> int:
+def _steps_done(done_rows: set[int], steps: list[list[int]]) -> int:
     """How many leading steps are finished on every rank (each rank's count, minimum over ranks)."""
-    if part.exists():
-        _drop_torn_line(part)
-    done_rows = set(_read_part(part)) if part.exists() else set()
     done = 0
     while done < len(steps) and set(steps[done]) <= done_rows:
         done += 1
     agreed = torch.tensor([done])
     torch.distributed.all_reduce(agreed, op=torch.distributed.ReduceOp.MIN)
     return int(agreed.item())
-
-
-def _read_part(part: Path) -> dict[int, list]:
-    """Scored rows of one part file; a torn last line (the job was killed mid-write) is ignored."""
-    scored = {}
-    for line in part.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        scored[record["row"]] = record["log_probs"]
-    return scored
 
 
 def write_output(files: list[str], scored: dict[int, list], pairs: bool, output: Path) -> None:
@@ -196,23 +178,22 @@ def score(config) -> Path:
     steps = step_rows(len(scorer.dataset), config.ref.rows_per_step, dp_size, dp_rank)
     parts.mkdir(parents=True, exist_ok=True)
     part = parts / f"rank{rank}.jsonl"
-    start = _steps_done(part, steps)
+    done_rows = set(scored_rows(part))
+    start = _steps_done(done_rows, steps)
     if rank == 0:
         print(f"[dft.ref_logprobs] {len(scorer.dataset)} rows, {len(steps)} steps on {world} ranks; from step {start}")
     for number, rows in enumerate(steps[start:], start=start):
-        scored = scorer.score_rows(rows)
-        with part.open("a") as f:
-            for row, log_probs in zip(rows, scored):
-                f.write(json.dumps({"row": row, "log_probs": log_probs}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        # one record per row (the padded last step repeats a row; a redone step may hold rows already saved)
+        new = {row: log_probs for row, log_probs in zip(rows, scorer.score_rows(rows)) if row not in done_rows}
+        append_rows(part, [{"id": row, "sample": 0, "log_probs": log_probs} for row, log_probs in new.items()])
+        done_rows.update(new)
         if rank == 0 and (number + 1) % 10 == 0:
             print(f"[dft.ref_logprobs] step {number + 1}/{len(steps)}")
     torch.distributed.barrier()
     if rank == 0:
         scored = {}
         for rank_part in sorted(parts.glob("rank*.jsonl")):
-            scored.update(_read_part(rank_part))
+            scored.update(scored_rows(rank_part))
         write_output(files, scored, pairs, output)
         for rank_part in parts.glob("rank*.jsonl"):
             rank_part.unlink()

@@ -14,7 +14,7 @@ carries verl's ``force_group_size=2`` so that the engine's micro-batching (fixed
 """
 
 import os
-from functools import wraps
+from functools import cached_property, wraps
 
 from omegaconf import DictConfig, open_dict
 from verl.utils import tensordict_utils as tu
@@ -70,18 +70,22 @@ class _ReducingFuture:
 class _LossSwap:
     """The part both trainers share: after verl builds its engine, set our loss and reduce its metrics."""
 
+    @cached_property
+    def loss_config(self) -> LossConfig:
+        # verl's two trainers build the engine and the dataloader in opposite orders; both read this
+        return loss_config_from(self.config.get("loss"))
+
     def _build_engine(self):
         super()._build_engine()
-        loss_config = loss_config_from(self.config.get("loss"))
-        self.loss_fn = get_loss_fn(loss_config)
+        self.loss_fn = get_loss_fn(self.loss_config)
         self.training_client.set_loss_fn(loss_fn=self.loss_fn)
-        group = len(PAIR_SIDES) if loss_config.needs_pairs else 1
+        group = len(PAIR_SIDES) if self.loss_config.needs_pairs else 1
         self.training_client.train_batch = with_reduced_metrics(self.training_client.train_batch, group)
         self.training_client.infer_batch = with_reduced_metrics(self.training_client.infer_batch, group)
 
     def _build_dataloader(self):
         super()._build_dataloader()
-        if loss_config_from(self.config.get("loss")).needs_pairs:
+        if self.loss_config.needs_pairs:
             # one dataset item is a pair; the batch the engine sees is chosen_0, rejected_0, chosen_1, ...
             for loader in (self.train_dataloader, getattr(self, "val_dataloader", None)):
                 if loader is not None:

@@ -22,6 +22,13 @@ def tiny(tmp_path_factory):
 FP32 = [f"++engine.mixed_precision.{k}=fp32" for k in ("param_dtype", "reduce_dtype", "buffer_dtype")]
 
 
+def compose_config(overrides=(), name="dft_trainer"):
+    """A config of configs/ composed with overrides, as the command line would (dft.recipes' composer)."""
+    from dft.recipes import CONFIGS, compose
+
+    return compose(CONFIGS, name, list(overrides))
+
+
 def tiny_overrides(tiny, run_dir, steps):
     return [
         "preset=tiny-cpu",

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import FP32, REPO, check_ok, read_log, run_module, tiny_overrides
+from conftest import FP32, check_ok, compose_config, read_log, run_module, tiny_overrides
 
 from dft.datasets import ref_column
 from dft.ref_logprobs import step_rows
@@ -31,12 +31,10 @@ def scored(tiny, tmp_path_factory):
 
 def float64_target_log_probs(tiny, rows):
     """Target-token log-probs of the first rows by the HF model in float64, tokenised by verl's dataset."""
-    from hydra import compose, initialize_config_dir
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        cfg = compose(config_name="dft_trainer", overrides=["preset=tiny-cpu", f"model.path={tiny.model_dir}"])
+    cfg = compose_config(["preset=tiny-cpu", f"model.path={tiny.model_dir}"])
     dataset = MultiTurnSFTDataset(str(tiny.train_parquet), AutoTokenizer.from_pretrained(tiny.model_dir), cfg.data)
     model = AutoModelForCausalLM.from_pretrained(tiny.model_dir, dtype=torch.float64, attn_implementation="eager")
     out = []
@@ -77,8 +75,8 @@ def test_scoring_resumes_without_redoing_finished_steps(tiny, scored, tmp_path):
         lines = []
         for row in first_step:
             sentinel[row] = [-0.5] * len(frame[ref_column()][row])
-            lines.append(json.dumps({"row": row, "log_probs": sentinel[row]}))
-        (parts / f"rank{rank}.jsonl").write_text("\n".join(lines) + '\n{"row": 40, "log_pr')  # torn last line
+            lines.append(json.dumps({"id": row, "sample": 0, "log_probs": sentinel[row]}))
+        (parts / f"rank{rank}.jsonl").write_text("\n".join(lines) + '\n{"id": 40, "sam')  # torn last line
     resumed = score(tiny, tiny.train_parquet, output, tmp_path / "score.log")
     for row in range(len(frame)):
         if row in sentinel:
@@ -145,14 +143,11 @@ def test_dpo_first_step_follows_the_pairs_in_the_batch(tiny, scored_pairs, tmp_p
 
 @pytest.mark.parametrize("loss, missing", [("iw_sft", "['ref_log_probs']"), ("dpo", "['prompt', 'chosen'")])
 def test_reference_losses_on_unscored_data_name_the_file_and_the_command(tiny, loss, missing):
-    from hydra import compose, initialize_config_dir
-
     from dft.trainer import prepare_config
 
     overrides = ["preset=tiny-cpu", f"model.path={tiny.model_dir}", f"data.train_files={tiny.train_parquet}",
                  "data.val_files=null", f"loss.name={loss}"]  # fmt: skip
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        cfg = compose(config_name="dft_trainer", overrides=overrides)
+    cfg = compose_config(overrides)
     with pytest.raises(ValueError) as error:
         prepare_config(cfg)
     message = str(error.value)

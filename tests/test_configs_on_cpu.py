@@ -6,19 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_module
-from hydra import compose, initialize_config_dir
+from conftest import REPO, compose_config, run_module
 from verl.utils.config import omega_conf_to_dataclass
 
 from dft.losses import LOSSES, loss_config_from
 
 PRESETS = sorted(p.stem for p in (REPO / "configs" / "preset").glob("*.yaml"))
 PAPER_LR = {"llama-3.1-8b": 2e-5}
-
-
-def compose_config(overrides):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        return compose(config_name="dft_trainer", overrides=overrides)
 
 
 def test_presets_cover_the_papers_models():

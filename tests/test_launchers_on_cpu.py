@@ -13,8 +13,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import REPO
-from hydra import compose, initialize_config_dir
+from conftest import REPO, compose_config
 
 LOG_LINE = 'line=$(printf "%q " "$(basename "$0")" "$@"); echo "$line" >>"$FAKE_LOG"\n'
 FAKES = {
@@ -106,11 +105,6 @@ def printed(stdout):
         elif not line.startswith("#"):
             commands.append((host, shlex.split(line)))
     return commands
-
-
-def compose_config(overrides):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        return compose(config_name="dft_trainer", overrides=overrides)
 
 
 def assert_composes_like_overrides(overrides):

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO
-from hydra import compose, initialize_config_dir
+from conftest import REPO, compose_config
 from omegaconf import OmegaConf
 from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
@@ -40,11 +39,6 @@ QWEN_MATH_CONTEXT = 4096  # max_position_embeddings in Qwen/Qwen2.5-Math-1.5B's 
 VALIDATED = "[validate_config] All configuration checks passed successfully!"
 
 
-def compose_rl(name, overrides=()):
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        return compose(config_name=name, overrides=list(overrides))
-
-
 def validate_like_verl(cfg) -> dict:
     """main_ppo's own validate_config, then the config dataclasses its trainer and workers build (their
     ``__post_init__`` checks); the model section is read from disk, so it needs a local model path."""
@@ -63,7 +57,7 @@ def rlhf_dataset(files, tokenizer, **data):
     """verl's own RL dataset over ``files``, configured by the GRPO config's data section plus ``data``."""
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
-    cfg = compose_rl("grpo_trainer", [f"data.{k}={v}" for k, v in data.items()])
+    cfg = compose_config(name="grpo_trainer", overrides=[f"data.{k}={v}" for k, v in data.items()])
     return RLHFDataset([str(f) for f in files], tokenizer, cfg.data)
 
 
@@ -81,7 +75,7 @@ def tokenizer(tiny):
 
 @pytest.mark.parametrize("algo", sorted(CONFIGS))
 def test_configs_hold_the_papers_online_rl_settings(algo):
-    cfg = compose_rl(CONFIGS[algo])
+    cfg = compose_config(name=CONFIGS[algo])
     actor = cfg.actor_rollout_ref.actor
     assert cfg.actor_rollout_ref.model.path == "Qwen/Qwen2.5-Math-1.5B"
     assert (actor.optim.lr, actor.optim.lr_warmup_steps_ratio, cfg.data.train_batch_size) == (1e-6, 0.1, 256)
@@ -100,7 +94,8 @@ def test_configs_hold_the_papers_online_rl_settings(algo):
 
 @pytest.mark.parametrize("algo", sorted(CONFIGS))
 def test_configs_pass_verls_validation_and_build_its_dataclasses(algo, tiny):
-    built = validate_like_verl(compose_rl(CONFIGS[algo], [f"actor_rollout_ref.model.path={tiny.model_dir}"]))
+    local_model = [f"actor_rollout_ref.model.path={tiny.model_dir}"]
+    built = validate_like_verl(compose_config(name=CONFIGS[algo], overrides=local_model))
     actor, rollout = built["actor_rollout_ref.actor"], built["actor_rollout_ref.rollout"]
     assert (actor.optim.lr, actor.optim.lr_warmup_steps_ratio) == (1e-6, 0.1)
     assert (rollout.prompt_length, rollout.response_length) == (1024, 3072)  # from data.* through interpolation
@@ -124,14 +119,14 @@ def test_tiny_overrides_validate_and_verl_rejects_inconsistent_batches(tiny):
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1",
         "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=1",
     ]
-    rollout = validate_like_verl(compose_rl("grpo_trainer", tiny_run))["actor_rollout_ref.rollout"]
+    rollout = validate_like_verl(compose_config(name="grpo_trainer", overrides=tiny_run))["actor_rollout_ref.rollout"]
     assert (rollout.prompt_length, rollout.response_length, rollout.n) == (256, 64, 2)
     # 3 prompts x 1 response cannot be split over 2 GPUs
     odd = tiny_run + ["data.train_batch_size=3", "actor_rollout_ref.rollout.n=1"]
     with pytest.raises(AssertionError, match=r"real_train_batch_size \(3\) must be divisible"):
-        validate_like_verl(compose_rl("grpo_trainer", odd))
+        validate_like_verl(compose_config(name="grpo_trainer", overrides=odd))
     with pytest.raises(ValueError, match="log_prob_micro_batch_size"):
-        validate_like_verl(compose_rl("grpo_trainer", tiny_run[:-2]))
+        validate_like_verl(compose_config(name="grpo_trainer", overrides=tiny_run[:-2]))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -338,7 +333,7 @@ def test_verls_reward_worker_scores_rollouts_of_prepared_prompts_with_dft_reward
                  "attention_mask": mask},
         non_tensors={k: np.array([item[k] for item in items], dtype=object) for k in keys},
     )  # fmt: skip
-    cfg = compose_rl("grpo_trainer", [f"actor_rollout_ref.model.path={tiny.model_dir}"])
+    cfg = compose_config(name="grpo_trainer", overrides=[f"actor_rollout_ref.model.path={tiny.model_dir}"])
     worker = RewardLoopWorker(cfg)  # loads compute_score from reward.custom_reward_function (pkg://dft.reward)
     outputs = worker.loop.run_until_complete(worker.compute_score_batch(data))
     assert [out["reward_score"] for out in outputs] == [1.0, 0.0, 0.0, 1.0]

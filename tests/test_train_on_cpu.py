@@ -3,7 +3,7 @@
 import math
 import shutil
 
-from conftest import FP32, check_ok, read_log, run_module, tiny_overrides
+from conftest import FP32, check_ok, compose_config, read_log, run_module, tiny_overrides
 
 
 def test_dft_trains_saves_and_resumes_without_losing_a_step(tiny, tmp_path):
@@ -61,13 +61,10 @@ def float64_reference_first_step(tiny, batch_size=32):
     of randperm), tokenised by verl's dataset; every data-parallel split of it has the same global loss.
     """
     import torch
-    from conftest import REPO
-    from hydra import compose, initialize_config_dir
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
-        cfg = compose(config_name="dft_trainer", overrides=["preset=tiny-cpu", f"model.path={tiny.model_dir}"])
+    cfg = compose_config(["preset=tiny-cpu", f"model.path={tiny.model_dir}"])
     dataset = MultiTurnSFTDataset(str(tiny.train_parquet), AutoTokenizer.from_pretrained(tiny.model_dir), cfg.data)
     first = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()[:batch_size]
     model = AutoModelForCausalLM.from_pretrained(tiny.model_dir, dtype=torch.float64, attn_implementation="eager")

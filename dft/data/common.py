@@ -86,7 +86,9 @@ class DatasetSpec:
     """A dataset preparation: its name (ids are ``<name>-<row index>``), hub source and row converter.
 
     ``convert(row, extra)`` returns an :class:`Example` or raises :class:`BadRow`; ``extra`` holds the values of
-    the dataset's own CLI options, which ``add_arguments`` declares.
+    the dataset's own CLI options, which ``add_arguments`` declares. A preparation whose rows are not SFT
+    conversations (``dft.data.rl``) brings its own ``validator`` (a :class:`Validator` subclass) and
+    ``write(rows, split, path)`` parquet writer.
     """
 
     name: str
@@ -94,6 +96,8 @@ class DatasetSpec:
     hub: HubSource
     convert: Callable[[dict, dict], Example]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    validator: type | None = None
+    write: Callable[[list, str, str], None] | None = None
 
 
 @dataclass
@@ -250,6 +254,12 @@ class Validator:
         self.skipped: Counter = Counter()
         self.skipped_examples: dict[str, list[str]] = {}
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Release what the checks hold (nothing here; a subclass's grader workers, say)."""
+
     def check(self, indices: Sequence[int]) -> list[Example | BadRow]:
         """Convert a batch of rows, then measure the token length of the good ones (one tokenizer call)."""
         results = [self._convert(i) for i in indices]
@@ -369,16 +379,18 @@ def write_parquet(examples: list[Example], path: str) -> None:
     pq.write_table(pa.table(columns, schema=schema), path)
 
 
-def write_splits(out: Path, train: list[Example], val: list[Example]) -> None:
+def write_splits(out: Path, train: list, val: list, write: Callable[[list, str, str], None] | None = None) -> None:
     """Write ``train.parquet`` and ``val.parquet`` (if any val rows), each atomically, after removing the old report.
 
-    Without a report the directory reads as unfinished until :func:`write_report` lands the new one.
+    ``write(rows, split, path)`` writes one split (default: the SFT parquet). Without a report the directory reads
+    as unfinished until :func:`write_report` lands the new one.
     """
+    write = write or (lambda rows, split, path: write_parquet(rows, path))
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").unlink(missing_ok=True)
-    atomic_write(out / "train.parquet", lambda tmp: write_parquet(train, tmp))
+    atomic_write(out / "train.parquet", lambda tmp: write(train, "train", tmp))
     if val:
-        atomic_write(out / "val.parquet", lambda tmp: write_parquet(val, tmp))
+        atomic_write(out / "val.parquet", lambda tmp: write(val, "val", tmp))
     else:
         (out / "val.parquet").unlink(missing_ok=True)  # a stale split from an earlier run would not match
 
@@ -450,9 +462,9 @@ def prepare(spec: DatasetSpec, opts: PrepOptions) -> dict:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer)
-    validator = Validator(spec, inputs, opts, tokenizer)
-    splits = select_and_split(len(inputs), opts, validator)
-    write_splits(Path(opts.out), splits[0], splits[1])
+    with (spec.validator or Validator)(spec, inputs, opts, tokenizer) as validator:
+        splits = select_and_split(len(inputs), opts, validator)
+    write_splits(Path(opts.out), splits[0], splits[1], spec.write)
     report = build_report(spec, opts, inputs, splits, validator, time.perf_counter() - start)
     write_report(Path(opts.out), report)
     return report

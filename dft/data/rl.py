@@ -32,30 +32,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from dft.data.common import (
     BadRow,
-    DataPrepError,
     DatasetSpec,
     HubSource,
     PrepOptions,
     Validator,
     boxed_answer,
-    build_parser,
-    build_report,
     chat_cot_user,
-    check_options,
-    options_from_args,
-    read_input,
-    select_and_split,
+    main_for,
     text_field,
-    write_report,
 )
+from dft.data.common import prepare as prepare_dataset
 from dft.eval.prompts import INSTRUCTION
-from dft.io import atomic_write
 
 COT_SUFFIX = "\n" + INSTRUCTION  # what chat_cot_user appends to the problem
 DEFAULT_SOURCE = "math"
@@ -140,15 +131,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-SPEC = DatasetSpec(
-    name="rl",
-    description="prompts and gold answers for verl's PPO/GRPO (RL parquet); --max-length counts prompt tokens",
-    hub=HubSource("AI-MO/NuminaMath-CoT", None, "train"),
-    convert=convert,
-    add_arguments=add_arguments,
-)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Validation: prompt length as verl counts it, golds the reward can verify
 # ---------------------------------------------------------------------------------------------------------------
@@ -164,9 +146,20 @@ def prompt_length(tokenizer, messages: list[dict]) -> int:
 class RLValidator(Validator):
     """:class:`Validator` for prompts: lengths of the prompt alone, and golds checked by the reward's grader."""
 
-    def __init__(self, inputs, opts: PrepOptions, tokenizer=None, grader=None):
-        super().__init__(SPEC, inputs, opts, tokenizer)
-        self.grader = grader
+    def __init__(self, spec: DatasetSpec, inputs, opts: PrepOptions, tokenizer=None):
+        super().__init__(spec, inputs, opts, tokenizer)
+        self.grader = None
+
+    def __enter__(self):
+        if self.opts.extra.get("gold_check", True):
+            from dft.eval.grading import Grader
+
+            self.grader = Grader(workers=GOLD_CHECK_WORKERS)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.grader is not None:
+            self.grader.close()
 
     def check(self, indices) -> list[RLPrompt | BadRow]:
         results = [self._convert(i) for i in indices]
@@ -218,55 +211,25 @@ def write_parquet(prompts: list[RLPrompt], split: str, path: str) -> None:
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
 
 
-def write_splits(out: Path, train: list[RLPrompt], val: list[RLPrompt]) -> None:
-    """``train.parquet`` and ``val.parquet`` (or no stale one), atomically, after removing the old report."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").unlink(missing_ok=True)
-    atomic_write(out / "train.parquet", lambda tmp: write_parquet(train, "train", tmp))
-    if val:
-        atomic_write(out / "val.parquet", lambda tmp: write_parquet(val, "val", tmp))
-    else:
-        (out / "val.parquet").unlink(missing_ok=True)
+SPEC = DatasetSpec(
+    name="rl",
+    description="prompts and gold answers for verl's PPO/GRPO (RL parquet); --max-length counts prompt tokens",
+    hub=HubSource("AI-MO/NuminaMath-CoT", None, "train"),
+    convert=convert,
+    add_arguments=add_arguments,
+    validator=RLValidator,
+    write=write_parquet,
+)
 
 
 def prepare(opts: PrepOptions) -> dict:
     """Read, validate, select and write the RL prompts as ``opts`` says; return the report (also in report.json)."""
-    from dft.eval.grading import Grader
-
-    check_options(opts)
-    start = time.perf_counter()
-    inputs = read_input(SPEC, opts)
-    tokenizer = None
-    if opts.tokenizer is not None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer)
-    with Grader(workers=GOLD_CHECK_WORKERS) as grader:
-        validator = RLValidator(inputs, opts, tokenizer, grader if opts.extra.get("gold_check", True) else None)
-        splits = select_and_split(len(inputs), opts, validator)
-    write_splits(Path(opts.out), splits[0], splits[1])
-    report = build_report(SPEC, opts, inputs, splits, validator, time.perf_counter() - start)
-    write_report(Path(opts.out), report)
-    return report
+    return prepare_dataset(SPEC, opts)
 
 
 def main(argv: list[str] | None = None) -> dict:
     """CLI entry point: prepare and print a one-line summary; a data problem exits with status 1."""
-    parser = build_parser(SPEC)
-    opts = options_from_args(parser.parse_args(argv))
-    if opts.source == "hub" and opts.input is not None:
-        parser.error("--input is for --source local")
-    try:
-        report = prepare(opts)
-    except DataPrepError as err:
-        parser.exit(1, f"error: {err}\n")
-    skipped = ", ".join(f"{k}: {v}" for k, v in report["skipped"].items()) or "none"
-    print(
-        f"rl: {report['input_rows']} input rows -> {report['train_rows']} train, {report['val_rows']} val prompts "
-        f"in {opts.out} (skipped {report['skipped_rows']} [{skipped}], unselected {report['unselected_rows']}; "
-        f"{report['seconds']:.1f} s)"
-    )
-    return report
+    return main_for(SPEC, argv)
 
 
 if __name__ == "__main__":
