@@ -61,3 +61,12 @@ def read_log(log_path):
 
 def check_ok(result):
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+
+
+@pytest.fixture(scope="session")
+def faithful_tiny(tmp_path_factory):
+    """``faithful_tiny(card)``: a model-faithful tiny model of a ../shared/models card, built once per session."""
+    from dft.model_cards import build_faithful_tiny
+
+    root = tmp_path_factory.mktemp("faithful")
+    return lambda card, **shape: build_faithful_tiny(card, root / card, **shape)
