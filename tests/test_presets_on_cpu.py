@@ -1,0 +1,28 @@
+"""Presets are the one place for a model's hub id, paper name, card and evaluation prompt."""
+
+import pytest
+
+from dft.model_cards import PAPER_CARDS
+from dft.presets import get_preset, preset_for_model, presets
+
+
+def test_every_paper_card_has_a_preset_with_a_known_prompt():
+    from dft.eval.prompts import PROMPT_TEMPLATES
+
+    by_card = {p.card: p for p in presets().values() if p.card}
+    assert sorted(by_card) == sorted(PAPER_CARDS)
+    assert all(p.eval_prompt in PROMPT_TEMPLATES for p in presets().values())
+    assert get_preset("llama-3.1-8b").lr == 2e-5 and get_preset("llama-3.1-8b").paper_name == "LLaMA-3.1-8B"
+
+
+@pytest.mark.parametrize("card, prompt", [("qwen2.5-math-1.5b", "qwen-boxed"), ("llama-3.2-3b", "llama-base-boxed"),
+                                          ("deepseek-math-7b", "deepseek-math")])  # fmt: skip
+def test_a_local_copy_or_fine_tune_finds_its_family_preset(card, prompt, faithful_tiny):
+    assert preset_for_model(str(faithful_tiny(card))).eval_prompt == prompt
+    assert preset_for_model(get_preset(card).hub_id).card == card
+
+
+def test_unknown_models_and_presets(tmp_path):
+    assert preset_for_model(str(tmp_path)) is None
+    with pytest.raises(ValueError, match="unknown preset 'qwen3'; valid: .*qwen2.5-math-1.5b"):
+        get_preset("qwen3")
