@@ -3,7 +3,9 @@ r"""Whether an answer equals a gold answer: math-verify, with the fixes a hand-j
 ``judge(answer, gold) -> (equal, error)`` runs with no time bound; ``dft.eval.grading`` runs it in worker
 processes with a hard deadline. Before math-verify parses them (``$...$``-wrapped, see ``as_math``):
 
+- a closing full stop is dropped (OlympiadBench writes some golds as sentences);
 - ``\varnothing`` is ``\emptyset``;
+- a number written with thousands separators (``900,000,000``, ``10,\!080``) is one number, not a tuple;
 - redundant nested braces (``{{x}}``, a whole answer in braces) are dropped, which also keeps deeply nested ones
   from exhausting the parser;
 - an inequality in one variable is compared as an interval when the other side is an interval (``x < 3`` with
@@ -42,6 +44,8 @@ INTERVAL_RE = re.compile(r"^\s*(\\left)?[(\[].*,.*[)\]]\s*$|\\cup")
 NAME_PREFIX_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([A-Za-z]\))?\s*=\s*")
 TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf|mbox)\s*\{[^{}]*\}")
 COMMAND_RE = re.compile(r"\\[A-Za-z]+")
+THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:(?:,|,\\!|\{,\})\d{3})+(?:\.\d+)?$")
+SEPARATOR_RE = re.compile(r",\\!|\{,\}|,")
 MORE_THAN_A_NUMBER_RE = re.compile(r"[A-DF-HJ-Za-df-hj-z=,]|\\cup|\\cap|[\[\]]|\(.*,")
 
 
@@ -105,7 +109,10 @@ def inequality_as_interval(latex: str) -> str | None:
 
 
 def prepare(latex: str) -> str:
-    return drop_redundant_braces(latex.replace(r"\varnothing", r"\emptyset").strip())
+    """The rewrites above that need only one side: a closing full stop, empty set, braces, thousands separators."""
+    latex = re.sub(r"(?<!\.)\.\s*$", "", latex.strip())
+    latex = drop_redundant_braces(latex.replace(r"\varnothing", r"\emptyset").strip())
+    return SEPARATOR_RE.sub("", latex) if THOUSANDS_RE.match(latex) else latex
 
 
 def align_intervals(answer: str, gold: str) -> tuple[str, str]:
