@@ -129,7 +129,8 @@ class HFBackend:
                 input_ids=input_ids, attention_mask=attention_mask,
                 max_new_tokens=max(r.max_new_tokens for r in requests), num_return_sequences=n,
                 eos_token_id=list(stops.token_ids), pad_token_id=pad,
-                stopping_criteria=[_stop_strings(self.tokenizer, stops.strings, input_ids.shape[1])],
+                stopping_criteria=[_stop_strings(self.tokenizer, stops.strings, input_ids.shape[1])] if stops.strings
+                else [],
                 **_hf_sampling(params),
             )  # fmt: skip
         new = out[:, input_ids.shape[1] :].tolist()
