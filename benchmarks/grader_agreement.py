@@ -107,13 +107,14 @@ def real_section(qwen_eval: Path, python: str, grader: Grader) -> list[str]:
     ours = grader.grade_many([(j["response"], j["gold"]) for j in jobs])
     qwen = qwen_verdicts(jobs, qwen_eval, python)
     recorded = [j["recorded"] for j in jobs]
+    mine, theirs = [v.correct for v in ours], [q["correct"] for q in qwen]
     lines = [f"## Real Qwen2.5-Math outputs ({len(jobs)} responses: {len(problems)} MATH problems x 8)", "",
              "| comparison | agreement |", "|---|---|",
-             f"| ours vs the harness's recorded verdicts (`score`) | {agreement([v.correct for v in ours], recorded)} |",
-             f"| ours vs the Qwen2.5-Math grader run here | {agreement([v.correct for v in ours], [q['correct'] for q in qwen])} |",
-             f"| Qwen2.5-Math grader run here vs recorded | {agreement([q['correct'] for q in qwen], recorded)} |", "",
-             f"Accuracy: ours {sum(v.correct for v in ours)}, recorded {sum(recorded)}, "
-             f"Qwen grader here {sum(q['correct'] for q in qwen)} of {len(jobs)}.", "",
+             f"| ours vs the harness's recorded verdicts (`score`) | {agreement(mine, recorded)} |",
+             f"| ours vs the Qwen2.5-Math grader run here | {agreement(mine, theirs)} |",
+             f"| Qwen2.5-Math grader run here vs recorded | {agreement(theirs, recorded)} |", "",
+             f"Accuracy: ours {sum(mine)}, recorded {sum(recorded)}, Qwen grader here {sum(theirs)} of {len(jobs)}.",
+             "",
              "Disagreements between ours and the Qwen2.5-Math grader:", ""]  # fmt: skip
     for j, v, q in zip(jobs, ours, qwen):
         if v.correct != q["correct"]:

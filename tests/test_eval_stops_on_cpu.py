@@ -103,7 +103,8 @@ def test_a_qwen_model_that_ends_its_turn_with_im_end_stops_there(tmp_path, qwen_
 
 
 def test_a_harness_stop_string_ends_generation_and_is_cut(tmp_path, qwen_fmt, untied_qwen):
-    model = scripted_qwen(tmp_path, qwen_fmt, untied_qwen, ANSWER + " </s> tail", AFTER)  # "</s>" is text here: " </", "s", ">"
+    # "</s>" is no special token for Qwen: it comes as the text pieces " </", "s", ">"
+    model = scripted_qwen(tmp_path, qwen_fmt, untied_qwen, ANSWER + " </s> tail", AFTER)
     assert generate(model, qwen_fmt, qwen_fmt.stops) == [Completion(ANSWER + " ", "stop", "</s>")] * 2
 
 

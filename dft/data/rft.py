@@ -98,8 +98,9 @@ def sample_and_verify(cfg, problems: list[Problem], out: Path, input_digest: str
     fmt = ModelFormat.load(str(model_dir))
     prompts = fmt.encode_all(problems, lambda p: build_prompt(PROMPT, p.problem, fmt.tokenizer),
                              params.max_new_tokens, f"input {cfg.input}")  # fmt: skip
-    claim(out, make_fingerprint(cfg.model, model_dir, PROMPT, build_prompt(PROMPT, "{problem}", fmt.tokenizer), params,
-                                fmt.describe(), cfg.backend, section.get("dtype", ""), {"input": input_digest}))  # fmt: skip
+    sample = build_prompt(PROMPT, "{problem}", fmt.tokenizer)
+    claim(out, make_fingerprint(cfg.model, model_dir, PROMPT, sample, params, fmt.describe(), cfg.backend,
+                                section.get("dtype", ""), {"input": input_digest}))  # fmt: skip
     backend = make_backend(cfg.backend, cfg.model, fmt.context, cfg.data_parallel, cfg.gpus_per_replica, **section)
     with Grader(workers=cfg.grading.workers, timeout_s=cfg.grading.timeout_s) as grader:
         with tqdm(total=len(problems) * params.n, desc="sample + verify", unit="sample") as bar:
