@@ -3,8 +3,8 @@
 Every line must be a JSON object with ``response`` and ``gold`` fields (other fields are kept as they are). Each
 line is written back with ``correct``, ``extracted``, ``extracted_by`` (the extraction rule) and ``error`` set by
 ``dft.eval.grading``; without ``--out`` the file is rewritten in place (atomically, only once every line is
-graded). Prints one summary line, e.g. ``graded 1234: 812 correct, 3 errors (2 timeout)``. A line that is not JSON or lacks a field stops the run before
-any grading, naming the file and line.
+graded). Prints one summary line, e.g. ``graded 1234: 812 correct, 3 errors (2 timeout)``. A line that is not
+JSON or lacks a field stops the run before any grading, naming the file and line.
 """
 
 import argparse
