@@ -21,9 +21,9 @@ After math-verify, two false positives are refused:
   must be equal exactly;
 - a gold with several readings: math-verify falls back to a fragment of a gold it cannot read whole (``0`` of
   ``(-\infty, 0) \cup\{1\}.``, ``2`` of ``\hbar \omega(v+1/2)-\frac{E_0^2 e^2}{2 m \omega^2}``), so a bare
-  ``0`` or ``2`` would match. A number read from a gold whose text holds more than a number (a variable other
-  than ``e`` and ``i``, ``=`` after a leading ``name =``, ``\cup``, a comma, an interval bracket) is not used;
-  the gold's text still is.
+  ``0`` or ``2`` would match. A number read from a gold is not used when the gold (past a leading ``name =``,
+  ``\text{}`` units aside) holds prose, ``=``, a comma, ``\cup`` or ``\cap``, or a ``+``/``-`` between terms
+  that the number is no sum of; the gold's text still is. Units stay readable: ``\frac{37}{4} m`` is 37/4.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ TWO_SIDED_RE = re.compile(rf"^\s*(.+?)\s*{RELATION}\s*([A-Za-z])\s*{RELATION}\s*
 INTERVAL_RE = re.compile(r"^\s*(\\left)?[(\[].*,.*[)\]]\s*$|\\cup")
 NAME_PREFIX_RE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?(?:\([A-Za-z]\))?\s*=\s*")
 TEXT_RE = re.compile(r"\\(?:text|mathrm|textbf|mbox)\s*\{[^{}]*\}")
-COMMAND_RE = re.compile(r"\\[A-Za-z]+")
-THOUSANDS_RE = re.compile(r"^-?\d{1,3}(?:(?:,|,\\!|\{,\})\d{3})+(?:\.\d+)?$")
-SEPARATOR_RE = re.compile(r",\\!|\{,\}|,")
-MORE_THAN_A_NUMBER_RE = re.compile(r"[A-DF-HJ-Za-df-hj-z=,]|\\cup|\\cap|[\[\]]|\(.*,")
+THOUSANDS_RE = re.compile(r"^(?:\\?\$)?-?\d{1,3}(?:(?:,|,\\!\s*|\{,\})\d{3})+(?:\.\d+)?$")
+SEPARATOR_RE = re.compile(r",\\!\s*|\{,\}|,")
+PROSE_RE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")  # a word that is no LaTeX command
+STRUCTURE_RE = re.compile(r"=|,|\\cup|\\cap|\\setminus")
 
 
 def as_math(latex: str) -> str:
@@ -111,6 +111,7 @@ def inequality_as_interval(latex: str) -> str | None:
 def prepare(latex: str) -> str:
     """The rewrites above that need only one side: a closing full stop, empty set, braces, thousands separators."""
     latex = re.sub(r"(?<!\.)\.\s*$", "", latex.strip())
+    latex = re.sub(r"(\d)\.(?=\s*/)", r"\1", latex)  # Minerva's "-1./3" is -1/3 (math-verify reads -1)
     latex = drop_redundant_braces(latex.replace(r"\varnothing", r"\emptyset").strip())
     return SEPARATOR_RE.sub("", latex) if THOUSANDS_RE.match(latex) else latex
 
@@ -128,11 +129,33 @@ def _parse(latex: str) -> list:
     return parse(as_math(latex), parsing_timeout=None, raise_on_error=True)
 
 
+def _binary_plus_minus(text: str) -> bool:
+    """Whether ``text`` has a ``+`` or ``-`` between two terms outside any braces or parentheses."""
+    if SCIENTIFIC_RE.match(text.strip()):  # 1e-5
+        return False
+    depth, previous = 0, ""
+    for char in text:
+        if char in "{(":
+            depth += 1
+        elif char in "})":
+            depth -= 1
+        if depth == 0 and char in "+-" and previous and (previous.isalnum() or previous in "})"):
+            return True
+        previous = char if not char.isspace() else previous
+    return False
+
+
 def trusted_readings(gold: str, parsed: list) -> list:
-    """The gold's parses without a number that stands for only part of the gold's text (see the module doc)."""
-    text = COMMAND_RE.sub(" ", TEXT_RE.sub(" ", NAME_PREFIX_RE.sub("", gold.strip().rstrip("."))))
-    partial = bool(MORE_THAN_A_NUMBER_RE.search(text))
-    return [p for p in parsed if not (partial and isinstance(p, sympy.Expr) and p.is_number)]
+    """The gold's parses without a number that stands for only part of the gold (see the module doc)."""
+    text = TEXT_RE.sub(" ", NAME_PREFIX_RE.sub("", gold))
+    several = bool(PROSE_RE.search(text) or STRUCTURE_RE.search(text))
+    terms = _binary_plus_minus(text)
+
+    def partial(reading) -> bool:
+        number = isinstance(reading, sympy.Expr) and reading.is_number
+        return number and (several or (terms and not isinstance(reading, sympy.Add)))
+
+    return [p for p in parsed if not partial(p)]
 
 
 def exact_numbers_differ(gold, answer, gold_text: str, answer_text: str) -> bool:
