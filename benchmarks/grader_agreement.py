@@ -28,6 +28,12 @@ sys.path.insert(0, str(REPO))
 from dft.eval.grading import Grader  # noqa: E402
 
 HAND = REPO / "tests" / "data" / "grading_hand_judged.jsonl"
+HEADER = (
+    "Written by `python benchmarks/grader_agreement.py --qwen-eval <QwenLM/Qwen2.5-Math>/evaluation --qwen-python "
+    "<its interpreter> --out docs/grading_agreement.md`. The Qwen2.5-Math grader is its `parser.extract_answer` + "
+    "`strip_string` + `grader.math_equal`, run by its own interpreter (antlr4 4.11.1, sympy 1.12, its latex2sympy2) "
+    "with a 3 s limit per pair, as its `evaluate.py` runs it."
+)
 REAL = Path("data") / "eval_rm_maj_example" / "math_cot_100.jsonl"
 
 # Runs under the Qwen interpreter, in the Qwen evaluation folder: its extraction and grader, as evaluate.py calls
@@ -129,8 +135,9 @@ def main() -> None:
     parser.add_argument("--qwen-python", default=sys.executable, help="an interpreter with its requirements")
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     args = parser.parse_args()
+    lines = ["# Grader agreement", "", HEADER, ""]
     with Grader(workers=2, timeout_s=5.0) as grader:
-        lines = hand_section(args.qwen_eval, args.qwen_python, grader)
+        lines += hand_section(args.qwen_eval, args.qwen_python, grader)
         lines += [""] + real_section(args.qwen_eval, args.qwen_python, grader)
     text = "\n".join(lines)
     print(text)

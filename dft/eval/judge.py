@@ -3,7 +3,8 @@ r"""Whether an answer equals a gold answer: math-verify, with the fixes a hand-j
 ``judge(answer, gold) -> (equal, error)`` runs with no time bound; ``dft.eval.grading`` runs it in worker
 processes with a hard deadline. Before math-verify parses them (``$...$``-wrapped, see ``as_math``):
 
-- a closing full stop is dropped (OlympiadBench writes some golds as sentences);
+- a closing full stop is dropped (OlympiadBench writes some golds as sentences), and Minerva's ``-1./3`` is
+  ``-1/3`` (math-verify reads ``-1``);
 - ``\varnothing`` is ``\emptyset``;
 - a number written with thousands separators (``900,000,000``, ``10,\!080``) is one number, not a tuple;
 - redundant nested braces (``{{x}}``, a whole answer in braces) are dropped, which also keeps deeply nested ones

@@ -88,7 +88,7 @@ def summarize(prompts, rows: dict, params: SamplingParams, equivalent: Callable[
         "pass@1": pass_at_k(correct, 1),
         f"pass@{n}": pass_at_k(correct, n),
         f"maj@{n}": maj_at_k(answers, correct, n, equivalent),
-        "truncated": sum(r["finish"] == LENGTH for r in flat) / len(flat) if flat else 0.0,
+        "truncated": sum(r.get("finish") == LENGTH for r in flat) / len(flat) if flat else 0.0,
         "prompts_cut_by_context": sum(p.budget < params.max_new_tokens for p in prompts),
         "prompt_tokens_max": max((len(p.ids) for p in prompts), default=0),
         "grading_errors": len(errors),
