@@ -174,19 +174,27 @@ def _left_padded(prompts, pad: int, device):
 def _stop_strings(tokenizer, strings, prompt_length: int):
     """A stopping criterion: a sequence is done once its recent generated text holds a stop string.
 
-    HF's own ``stop_strings`` preprocesses the whole vocabulary on every call (seconds for 150k tokens); this
-    decodes only the last few tokens, enough for the longest stop string (a token is at least one byte).
+    HF's own ``stop_strings`` preprocesses the whole vocabulary on every call (seconds for 150k tokens). Here each
+    step decodes only the newest token of each sequence, and only when it could end a stop string (it holds a
+    stop string's last character, or is part of a multi-byte character) the last few tokens: enough for the
+    longest stop string, as a token is at least one byte.
     """
     import torch
     from transformers import StoppingCriteria
 
     window = 4 * max(map(len, strings))
+    last_chars = {s[-1] for s in strings} | {"\ufffd"}
+
+    def ends_a_stop(row) -> bool:
+        tail = tokenizer.decode(row[max(prompt_length, len(row) - window) :], skip_special_tokens=False)
+        return any(s in tail for s in strings)
 
     class StopStrings(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            tails = input_ids[:, max(prompt_length, input_ids.shape[1] - window) :].tolist()
-            texts = tokenizer.batch_decode(tails, skip_special_tokens=False)
-            return torch.tensor([any(s in t for s in strings) for t in texts], device=input_ids.device)
+            newest = tokenizer.batch_decode(input_ids[:, -1:].tolist(), skip_special_tokens=False)
+            done = [any(c in text for c in last_chars) and ends_a_stop(input_ids[k].tolist())
+                    for k, text in enumerate(newest)]  # fmt: skip
+            return torch.tensor(done, device=input_ids.device)
 
     return StopStrings()
 
