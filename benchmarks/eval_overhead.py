@@ -16,25 +16,25 @@ import tempfile
 import time
 from pathlib import Path
 
-from dft.eval.backends import HFBackend, SamplingParams
+from dft.eval.backends import HFBackend, Request, SamplingParams
 from dft.eval.benchmarks import load_benchmark
 from dft.eval.grading import Grader
+from dft.eval.model_format import ModelFormat
 from dft.eval.prompts import build_prompt
 from dft.eval.runner import request_seed, run_benchmark, summarize
 from dft.tiny import build_tiny_assets
 
 
-def time_backend(backend, prompts, params, seeds) -> float:
+def time_backend(backend, requests, params, stops) -> float:
     start = time.perf_counter()
-    backend.generate(prompts, params, seeds)
+    backend.generate(requests, params, stops)
     return time.perf_counter() - start
 
 
-def time_harness(backend, problems, params, grader, out_path: Path, chunk_size: int) -> float:
-    prompt_of = lambda p: build_prompt("chat-cot", p.problem, backend.tokenizer)  # noqa: E731
+def time_harness(backend, prompts, params, stops, grader, out_path: Path, chunk_size: int) -> float:
     start = time.perf_counter()
-    rows = run_benchmark(problems, out_path, backend.generate, prompt_of, params, grader.grade_many, chunk_size)
-    summarize(problems, rows, params.n, grader.equivalent)
+    rows = run_benchmark(prompts, out_path, backend.generate, params, stops, grader.grade_many, chunk_size)
+    summarize(prompts, rows, params, grader.equivalent)
     return time.perf_counter() - start
 
 
@@ -50,19 +50,20 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="eval_overhead."))
     assets = build_tiny_assets(work / "tiny", n_train=256, n_val=8, n_test=8)
     backend = HFBackend(str(assets.model_dir), batch_size=args.chunk_size)
+    fmt = ModelFormat.load(str(assets.model_dir))
     problems = load_benchmark("math500")[: args.problems]
     params = SamplingParams(n=args.n, temperature=1.0, max_new_tokens=args.max_new_tokens)
-    prompts = [build_prompt("chat-cot", p.problem, backend.tokenizer) for p in problems]
-    seeds = [request_seed(params.seed, p.id, 0) for p in problems]
+    prompts = fmt.encode_all(problems, lambda p: build_prompt("chat-cot", p.problem, fmt.tokenizer),
+                             params.max_new_tokens, "math500")  # fmt: skip
+    requests = [Request(p.ids, params.n, p.budget, request_seed(params.seed, p.problem.id, 0)) for p in prompts]
 
     raw, harness = [], []
     with Grader(workers=2) as grader:
         for repeat in range(args.repeats):
             # the backend alone, chunked as the harness chunks it
-            raw.append(sum(time_backend(backend, prompts[i : i + args.chunk_size], params,
-                                        seeds[i : i + args.chunk_size])
-                           for i in range(0, len(prompts), args.chunk_size)))  # fmt: skip
-            harness.append(time_harness(backend, problems, params, grader, work / f"run{repeat}.jsonl",
+            raw.append(sum(time_backend(backend, requests[i : i + args.chunk_size], params, fmt.stops)
+                           for i in range(0, len(requests), args.chunk_size)))  # fmt: skip
+            harness.append(time_harness(backend, prompts, params, fmt.stops, grader, work / f"run{repeat}.jsonl",
                                         args.chunk_size))  # fmt: skip
     a, b = statistics.median(raw), statistics.median(harness)
     print(f"| responses | backend alone (s) | harness (s) | overhead |\n|---|---|---|---|\n"

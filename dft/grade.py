@@ -1,10 +1,10 @@
 """Re-grade saved responses: ``python -m dft.grade FILE.jsonl [--out OUT.jsonl] [--timeout 5] [--workers N]``.
 
 Every line must be a JSON object with ``response`` and ``gold`` fields (other fields are kept as they are). Each
-line is written back with ``correct``, ``extracted`` and ``error`` set by ``dft.eval.grading``; without ``--out``
-the file is rewritten in place (atomically, only once every line is graded). Prints one summary line, e.g.
-``graded 1234: 812 correct, 3 errors (2 timeout)``. A line that is not JSON or lacks a field stops the run before
-any grading, naming the file and line.
+line is written back with ``correct``, ``extracted``, ``extracted_by`` (the extraction rule) and ``error`` set by
+``dft.eval.grading``; without ``--out`` the file is rewritten in place (atomically, only once every line is
+graded). Prints one summary line, e.g. ``graded 1234: 812 correct, 3 errors (2 timeout)``. A line that is not
+JSON or lacks a field stops the run before any grading, naming the file and line.
 """
 
 import argparse
@@ -69,7 +69,7 @@ def regrade(path: Path, out: Path, timeout_s: float, workers: int) -> str:
     with Grader(workers=workers, timeout_s=timeout_s) as grader, tqdm(total=len(pairs), unit="response") as bar:
         verdicts = grader.grade_many(pairs, progress=bar.update)
     for row, verdict in zip(rows, verdicts):
-        row.update(correct=verdict.correct, extracted=verdict.extracted, error=verdict.error)
+        row.update(correct=verdict.correct, extracted=verdict.extracted, extracted_by=verdict.rule, error=verdict.error)
     write_rows(out, rows)
     return summary(verdicts)
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from dft.eval.backends import HFBackend, SamplingParams
 from dft.eval.benchmarks import load_jsonl_problems
 from dft.eval.grading import Grader
+from dft.eval.model_format import ModelFormat
 from dft.eval.prompts import build_prompt
 from dft.eval.runner import git_commit, run_benchmark, summarize
 from dft.tiny import build_tiny_assets, write_sft_parquet
@@ -102,13 +103,13 @@ def evaluate_rows(models: dict, test_jsonl: Path, out_dir: Path, params: Samplin
     results = {}
     with Grader(workers=2) as grader, tqdm(total=len(models) * len(problems), desc="evaluate", unit="problem") as bar:
         for row, model_dir in models.items():
+            fmt = ModelFormat.load(str(model_dir))
+            prompts = fmt.encode_all(problems, lambda p, tok=fmt.tokenizer: build_prompt("chat-cot", p.problem, tok),
+                                     params.max_new_tokens, f"test file {test_jsonl}")  # fmt: skip
             backend = HFBackend(str(model_dir), batch_size=32)
-            rows = run_benchmark(
-                problems, out_dir / f"eval_{row.lower()}.jsonl", backend.generate,
-                lambda p, tok=backend.tokenizer: build_prompt("chat-cot", p.problem, tok), params,
-                grader.grade_many, chunk_size=64, on_rows=bar.update,
-            )  # fmt: skip
-            results[row] = summarize(problems, rows, params.n, grader.equivalent)
+            rows = run_benchmark(prompts, out_dir / f"eval_{row.lower()}.jsonl", backend.generate, params,
+                                 fmt.stops, grader.grade_many, chunk_size=64, on_rows=bar.update)  # fmt: skip
+            results[row] = summarize(prompts, rows, params, grader.equivalent)
     return results
 
 

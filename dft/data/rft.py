@@ -27,9 +27,14 @@ from tqdm import tqdm
 from dft.data.pairs import build_pairs, write_parquet_atomic
 from dft.eval.backends import SamplingParams, make_backend
 from dft.eval.benchmarks import Problem, load_jsonl_problems
+from dft.eval.fingerprint import claim, local_model_dir, make_fingerprint, problems_digest
 from dft.eval.grading import Grader
+from dft.eval.model_format import ModelFormat
 from dft.eval.prompts import INSTRUCTION, build_prompt
 from dft.eval.runner import run_benchmark
+
+# Samples are drawn in the chat format the RFT data trains on: the SFT user turn in the model's chat template.
+PROMPT = "chat-cot"
 
 
 def load_problems(path: str) -> list[Problem]:
@@ -84,30 +89,31 @@ def acceptance_report(problems: list[Problem], rows: dict, n: int, pairs: int) -
     }
 
 
-def sample_and_verify(cfg, problems: list[Problem], out: Path) -> dict:
-    """Generate and grade every sample into ``out/samples.jsonl`` (resumable); return the rows."""
+def sample_and_verify(cfg, problems: list[Problem], out: Path, input_digest: str) -> dict:
+    """Generate and grade every sample into ``out/samples.jsonl`` (resumable, fingerprinted like an evaluation
+    folder, ``input_digest`` standing for the benchmark); return the rows."""
     params = SamplingParams(**cfg.sampling)
     section = OmegaConf.to_container(cfg.hf if cfg.backend == "hf" else cfg.vllm, resolve=True)
-    backend = make_backend(cfg.backend, cfg.model, cfg.data_parallel, cfg.gpus_per_replica, **section)
-    tokenizer = getattr(backend, "tokenizer", None)
-    if tokenizer is None:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    model_dir = local_model_dir(cfg.model)
+    fmt = ModelFormat.load(str(model_dir))
+    prompts = fmt.encode_all(problems, lambda p: build_prompt(PROMPT, p.problem, fmt.tokenizer),
+                             params.max_new_tokens, f"input {cfg.input}")  # fmt: skip
+    sample = build_prompt(PROMPT, "{problem}", fmt.tokenizer)
+    claim(out, make_fingerprint(cfg.model, model_dir, PROMPT, sample, params, fmt.describe(), cfg.backend,
+                                section.get("dtype", ""), {"input": input_digest}))  # fmt: skip
+    backend = make_backend(cfg.backend, cfg.model, fmt.context, cfg.data_parallel, cfg.gpus_per_replica, **section)
     with Grader(workers=cfg.grading.workers, timeout_s=cfg.grading.timeout_s) as grader:
         with tqdm(total=len(problems) * params.n, desc="sample + verify", unit="sample") as bar:
-            return run_benchmark(
-                problems, out / "samples.jsonl", backend.generate,
-                lambda p: build_prompt("chat-cot", p.problem, tokenizer), params, grader.grade_many,
-                chunk_size=cfg.chunk_size, on_rows=bar.update,
-            )  # fmt: skip
+            return run_benchmark(prompts, out / "samples.jsonl", backend.generate, params, fmt.stops,
+                                 grader.grade_many, chunk_size=cfg.chunk_size, on_rows=bar.update)  # fmt: skip
 
 
 def run(cfg) -> dict:
     out = Path(cfg.out)
     problems = load_problems(cfg.input)
+    digest = problems_digest(problems)
     problems = problems[: cfg.limit] if cfg.limit else problems
-    rows = sample_and_verify(cfg, problems, out)
+    rows = sample_and_verify(cfg, problems, out, digest)
     n = cfg.sampling.n
     write_parquet_atomic(pd.DataFrame(sft_rows(problems, rows, n)), out / "rft.parquet")
     pairs = build_pairs(problems, rows, n, cfg.pairs.per_problem, cfg.pairs.seed)

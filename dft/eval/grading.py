@@ -1,18 +1,14 @@
-"""Grading of math responses: the last ``\\boxed{}`` answer against a gold answer, by math-verify, bounded in time.
+"""Grading of math responses: the final answer against a gold answer, by math-verify, bounded in time.
 
-One layer for the eval harness, rejection-sampling data prep and (later) an RL reward, so it must give the same
-verdict in the main thread, in other threads and in Ray actors, and must never hang or silently score 0:
+One layer for the eval harness, rejection-sampling data prep and the RL reward, so it must give the same verdict
+in the main thread, in other threads and in Ray actors, and must never hang or silently score 0:
 
+- The answer is extracted by the paper's harness rules (``dft.eval.answers.extract_answer``: last ``\\boxed{}``,
+  "the answer is", "final answer is", last number); ``Verdict.rule`` records which one found it.
+- Equality is ``dft.eval.judge.judge``: math-verify with the equivalences and false-positive fixes listed there.
 - math-verify's own timeout uses ``signal.alarm``, which raises outside the main thread (its wrappers then
-  return 0). Here parse/verify run in worker processes with math-verify's timeouts off; the parent gives each
+  return 0). Here judging runs in worker processes with math-verify's timeouts off; the parent gives each
   pair a hard deadline, kills a worker that overruns it, starts a new one and reports ``error="timeout"``.
-- Answers and golds are parsed as ``$...$``: bare ``1-\\sqrt{2}`` goes to math-verify's plain-expression
-  extractor, which reads it as ``1``.
-- A bare ``4.5e33`` is rewritten ``4.5\\times10^{33}``: in LaTeX math-verify reads ``e`` as Euler's number.
-- Percent signs are dropped before parsing, so ``25\\%`` equals ``25`` (as in the Qwen2.5-Math evaluation) and
-  not ``0.25``. This also avoids a crash: latex2sympy2_extended 1.11's parser generated for antlr 4.9.3 (the
-  runtime Hydra pins) lacks ``AtomContext.FUNC_GAMMA``, so every ``25\\%`` atom raises inside latex2sympy and
-  math-verify falls back to comparing strings.
 - ``Verdict.error`` says grading itself failed (timeout, worker death, an exception from parse/verify, a gold
   that does not parse); ``correct`` is then False, but the pair is not a plain wrong answer.
 """
@@ -31,29 +27,27 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import product
 from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from math_verify import parse, verify
-
-from dft.eval.answers import last_boxed
+from dft.eval.answers import extract_answer, last_boxed  # noqa: F401 (last_boxed: re-exported)
+from dft.eval.judge import as_math, judge  # noqa: F401 (as_math: re-exported)
 
 DEFAULT_TIMEOUT_S = 5.0
 STARTUP_TIMEOUT_S = 120.0  # a worker's first import of sympy can take seconds on a loaded machine
-PERCENT_RE = re.compile(r"\\text\{\s*\\?%\s*\}|\\?%")
 INTEGRAL_FLOAT_RE = re.compile(r"^(-?\d+)\.0*$")
-SCIENTIFIC_RE = re.compile(r"^([+-]?\d+(?:\.\d*)?)[eE]\+?(-?\d+)$")
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """One graded response: ``correct``; the last boxed answer (None: no answer); why grading failed, if it did."""
+    """One graded response: ``correct``; the extracted answer (None: no answer); why grading failed, if it did;
+    the extraction rule that found the answer (``dft.eval.answers.RULES``)."""
 
     correct: bool
     extracted: str | None
     error: str | None = None
+    rule: str | None = None
 
 
 def normalize_gold(gold: str | int | float) -> str:
@@ -62,45 +56,6 @@ def normalize_gold(gold: str | int | float) -> str:
         raise TypeError(f"gold answer must be a string or a number, got {type(gold).__name__}: {gold!r}")
     text = (repr(gold) if isinstance(gold, float) else str(gold)).strip()
     return INTEGRAL_FLOAT_RE.sub(r"\1", text)
-
-
-def as_math(latex: str) -> str:
-    """``latex`` as math-verify should parse it: percent signs dropped, ``4.5e33`` as ``4.5\\times10^{33}``, in
-    ``$...$``."""
-    latex = PERCENT_RE.sub("", latex).strip()
-    latex = SCIENTIFIC_RE.sub(r"\1\\times10^{\2}", latex)
-    return latex if latex.startswith("$") else f"${latex}$"
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message``, short; printing sympy objects can itself fail, so the message is optional."""
-    try:
-        return f"{type(exc).__name__}: {str(exc)[:300]}"
-    except Exception:
-        return type(exc).__name__
-
-
-def judge(answer: str, gold: str) -> tuple[bool, str | None]:
-    """(equal, error) for two LaTeX answers, by math-verify with its signal-based timeouts off (no time bound).
-
-    Correct when any pair of the parses (sympy object or string fallback) verifies; an exception on one pair does
-    not hide a match on another, and is reported only when nothing matched.
-    """
-    try:
-        gold_parsed = parse(as_math(gold), parsing_timeout=None, raise_on_error=True)
-        answer_parsed = parse(as_math(answer), parsing_timeout=None, raise_on_error=True)
-    except Exception as exc:
-        return False, _describe(exc)
-    if not gold_parsed:
-        return False, f"gold answer does not parse: {gold[:100]!r}"
-    error = None
-    for g, a in product(gold_parsed, answer_parsed):
-        try:
-            if verify(g, a, timeout_seconds=None, raise_on_error=True):
-                return True, None
-        except Exception as exc:
-            error = error or _describe(exc)
-    return False, error
 
 
 def _serve(fd: int) -> None:
@@ -210,16 +165,17 @@ class Grader:
         progress: Callable[[int], None] | None = None,
     ) -> list[Verdict]:
         """One Verdict per (response, gold), in order. ``progress(n)`` is told of every n newly graded pairs
-        (``tqdm.update`` fits); a response without a boxed answer is wrong without a trip to a worker."""
+        (``tqdm.update`` fits); a response without an answer is wrong without a trip to a worker."""
         pairs = list(pairs)
-        answers = [last_boxed(response) for response, _ in pairs]
-        todo = [i for i, answer in enumerate(answers) if answer]
+        extracted = [extract_answer(response) for response, _ in pairs]
+        todo = [i for i, (answer, _) in enumerate(extracted) if answer]
         if progress and len(todo) < len(pairs):
             progress(len(pairs) - len(todo))
-        outcomes = self.judge_many([(answers[i], normalize_gold(pairs[i][1])) for i in todo], timeout_s, progress)
-        verdicts = [Verdict(False, answer, None) for answer in answers]
+        jobs = [(extracted[i][0], normalize_gold(pairs[i][1])) for i in todo]
+        outcomes = self.judge_many(jobs, timeout_s, progress)
+        verdicts = [Verdict(False, None) for _ in pairs]
         for i, (correct, error) in zip(todo, outcomes):
-            verdicts[i] = Verdict(correct, answers[i], error)
+            verdicts[i] = Verdict(correct, extracted[i][0], error, extracted[i][1])
         return verdicts
 
     def equivalent(self, a: str, b: str, timeout_s: float | None = None) -> bool:

@@ -1,30 +1,35 @@
 r"""Prompt templates for evaluation: every exact prompt string lives in this module.
 
-- ``chat-cot`` (default, the DFT paper's protocol): the model's own chat template applied to one user message,
-  ``problem + "\n" + INSTRUCTION``, with the generation prompt appended. It is the same user message the SFT/DFT
-  training data uses (``dft.tiny.to_messages``), so fine-tuned models are evaluated on the format they learned.
-- ``qwen-boxed``, ``deepseek-math``: the zero-shot input templates of the Qwen2.5-Math evaluation harness
-  (QwenLM/Qwen2.5-Math, ``evaluation/utils.py``, ``PROMPT_TEMPLATES[name][0]``), copied verbatim, rendered the
-  way its ``construct_prompt`` renders them: ``template.format(input=problem).strip(" ")``.
-- ``llama-base-boxed``: named by the DFT README for LLaMA base models, but defined only in DFT's own fork of that
-  harness (``math_evaluation/utils.py``), which could not be read here; upstream Qwen2.5-Math has no such
-  template. The string below is a PROVISIONAL stand-in, not the original, and using it warns. Replace it with
-  the verbatim string from yongliang-wu/DFT ``math_evaluation/utils.py`` before comparing numbers with the paper.
+The DFT paper evaluates with the Qwen2.5-Math harness as forked in its repository (yongliang-wu/DFT
+``math_evaluation``; README step 3): ``qwen-boxed`` for Qwen2.5-Math, ``llama-base-boxed`` for the LLaMA models,
+``deepseek-math`` for DeepSeekMath. Each model preset names its template (``paper.eval_prompt`` in
+``configs/preset/*.yaml``); ``prompt=auto`` (the default of ``dft.eval``) takes it from the preset of the model's
+family, so a fine-tuned checkpoint is evaluated with its base model's prompt.
 
-API: ``PROMPT_TEMPLATES`` (name -> :class:`PromptTemplate`) and ``build_prompt(template, problem, tokenizer=None)``.
+- ``qwen-boxed``, ``llama-base-boxed``, ``deepseek-math``: ``PROMPT_TEMPLATES[name][0]`` of the DFT fork's
+  ``math_evaluation/utils.py`` (commit ``DFT_COMMIT``), copied verbatim and rendered as its ``construct_prompt``
+  renders a zero-shot prompt: ``template.format(input=question).strip(" ")``. ``qwen-boxed`` and
+  ``deepseek-math`` are also byte-identical in upstream QwenLM/Qwen2.5-Math ``evaluation/utils.py``.
+- ``chat-cot`` (ours, not the paper's): the model's own chat template applied to one user message,
+  ``problem + "\n" + INSTRUCTION``, with the generation prompt appended. It is the user turn of the SFT/DFT
+  training data (``dft.tiny.to_messages``); the tiny CPU model and the quickstart use it.
+
+API: ``PROMPT_TEMPLATES``, ``build_prompt(template, problem, tokenizer=None)``, ``resolve_template(name, model)``.
 CLI: ``python -m dft.eval.prompts [--template NAME] [--problem TEXT] [--tokenizer PATH] [--raw]`` prints the
-exact prompts (``repr`` by default, so whitespace and newlines are unambiguous).
+exact prompts (``repr`` by default; ``--raw`` writes the bare text to stdout and the header to stderr).
 """
 
 from __future__ import annotations
 
 import argparse
-import warnings
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
-QWEN_COMMIT = "615096eceb14e653ba791d862a21b326a1d26e12"  # the version read (forks of it carry the same strings)
-QWEN_UTILS = f"QwenLM/Qwen2.5-Math@{QWEN_COMMIT[:12]} evaluation/utils.py PROMPT_TEMPLATES"
+DFT_COMMIT = "e153181f71522428ed030f4519702890c699ed6b"  # yongliang-wu/DFT, the version read
+DFT_UTILS = f"yongliang-wu/DFT@{DFT_COMMIT[:12]} math_evaluation/utils.py PROMPT_TEMPLATES"
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
@@ -32,14 +37,13 @@ class PromptTemplate:
     """One template. ``text`` is a ``str.format`` string with one ``{input}`` slot (literal braces doubled).
 
     ``chat``: ``text`` is the user message, wrapped by the tokenizer's chat template; otherwise ``text`` is the
-    whole prompt. ``verified``: the string was checked verbatim against ``source``.
+    whole prompt (special tokens spelled out as text; the tokenizer turns them into their ids).
     """
 
     name: str
     text: str
     chat: bool
     source: str
-    verified: bool = True
 
 
 PROMPT_TEMPLATES: dict[str, PromptTemplate] = {
@@ -49,8 +53,8 @@ PROMPT_TEMPLATES: dict[str, PromptTemplate] = {
             "chat-cot",
             "{input}\nPlease reason step by step, and put your final answer within \\boxed{{}}.",
             chat=True,
-            source="DFT paper (arXiv 2508.05629): the model's chat template, one user turn = problem + newline + "
-            "instruction; identical to the training prompt in dft.tiny.to_messages",
+            source="ours: the model's chat template, one user turn = problem + newline + instruction; identical "
+            "to the training prompt in dft.tiny.to_messages",
         ),
         PromptTemplate(
             "qwen-boxed",
@@ -59,22 +63,22 @@ PROMPT_TEMPLATES: dict[str, PromptTemplate] = {
             "Please reason step by step, and put your final answer within \\boxed{{}}.<|im_end|>\n"
             "<|im_start|>assistant\n",
             chat=False,
-            source=f'{QWEN_UTILS}["qwen-boxed"][0], verbatim',
+            source=f'{DFT_UTILS}["qwen-boxed"][0], verbatim (the same in QwenLM/Qwen2.5-Math)',
         ),
         PromptTemplate(
             "llama-base-boxed",
-            # PROVISIONAL (not the original; see the module docstring): a plain Question/Answer frame around the
-            # same boxed-answer instruction, with no chat special tokens, as a base model has none.
-            "Question: {input}\nPlease reason step by step, and put your final answer within \\boxed{{}}.\nAnswer:",
+            "<|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant.<|end_of_text|>\n"
+            "<|start_header_id|>user<|end_header_id|>\n\n{input}\n"  # one literal upstream, split here
+            "Please reason step by step, and put your final answer within \\boxed{{}}.<|end_of_text|>\n"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n",
             chat=False,
-            source="PROVISIONAL stand-in: the original is in yongliang-wu/DFT math_evaluation/utils.py (not found)",
-            verified=False,
+            source=f'{DFT_UTILS}["llama-base-boxed"][0], verbatim (only in the DFT fork)',
         ),
         PromptTemplate(
             "deepseek-math",
             "User: {input}\nPlease reason step by step, and put your final answer within \\boxed{{}}.\n\nAssistant:",
             chat=False,
-            source=f'{QWEN_UTILS}["deepseek-math"][0], verbatim',
+            source=f'{DFT_UTILS}["deepseek-math"][0], verbatim (the same in QwenLM/Qwen2.5-Math)',
         ),
     ]
 }
@@ -88,31 +92,61 @@ def get_template(name: str) -> PromptTemplate:
         raise ValueError(f"unknown prompt template {name!r}; valid: {', '.join(PROMPT_TEMPLATES)}") from None
 
 
+def resolve_template(name: str, model: str) -> str:
+    """``name``, or for ``auto`` the ``paper.eval_prompt`` of the preset of ``model``'s family (a hub id of a
+    preset, or a local folder whose config has a preset card's architecture and vocabulary, fine-tunes included)."""
+    if name != AUTO:
+        return get_template(name).name
+    from dft.presets import preset_for_model
+
+    preset = preset_for_model(model)
+    if preset is None:
+        raise ValueError(
+            f"prompt=auto: no model preset matches {model!r} (neither a preset's hub id nor a local model of a "
+            f"preset card's family); pass prompt=NAME, one of: {', '.join(PROMPT_TEMPLATES)}"
+        )
+    return get_template(preset.eval_prompt).name
+
+
 def build_prompt(template: str, problem: str, tokenizer=None) -> str:
     """The exact prompt string for ``problem`` under ``template``.
 
     Chat templates need ``tokenizer`` and use ``tokenizer.apply_chat_template(..., add_generation_prompt=True)``;
-    the others are plain format strings and ignore it. Special tokens a plain template spells out (``<|im_start|>``)
-    are text here; a backend must tokenize the prompt without adding them again (BOS aside).
+    the others are plain format strings and ignore it. The string carries no BOS unless the template writes one:
+    ``dft.eval.model_format.ModelFormat.encode`` adds the model's BOS once, for either backend.
     """
     spec = get_template(template)
-    if not spec.verified:
-        warnings.warn(f"prompt template {template!r} is provisional, not the original: {spec.source}", stacklevel=2)
     if not spec.chat:
-        return spec.text.format(input=problem).strip(" ")  # what Qwen2.5-Math's construct_prompt returns
+        return spec.text.format(input=problem).strip(" ")  # what the harness's construct_prompt returns
     if tokenizer is None:
         raise ValueError(f"prompt template {template!r} applies the model's chat template: pass a tokenizer")
     messages = [{"role": "user", "content": spec.text.format(input=problem)}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def _render_for_cli(spec: PromptTemplate, problem: str, tokenizer) -> tuple[str, str]:
-    """(what is shown, what it is) for one template: the full prompt, or the user message when no tokenizer."""
-    if spec.chat and tokenizer is None:
-        return spec.text.format(input=problem), "user message (pass --tokenizer to see it in a chat template)"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the CLI says so in the header instead
-        return build_prompt(spec.name, problem, tokenizer), "prompt"
+def _load_tokenizer(path: str | None, needed: bool):
+    """The tokenizer at ``path``; None when there is none and no template shown needs one (DeepSeekMath's card)."""
+    if path is None:
+        return None
+    if Path(path).is_dir() and not (Path(path) / "tokenizer_config.json").is_file() and not needed:
+        print(f"note: {path} has no tokenizer; plain templates are shown without token counts", file=sys.stderr)
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _describe(spec: PromptTemplate, text: str, tokenizer, as_message: bool) -> str:
+    """The header line: template, what is shown, source, and (with a tokenizer) the token count and BOS."""
+    kind = "user message (no chat template to show it in)" if as_message else "prompt"
+    header = f"=== {spec.name}: {kind}; source: {spec.source}"
+    if tokenizer is not None and not as_message:
+        from dft.eval.model_format import encode_prompt
+
+        ids = encode_prompt(tokenizer, text)
+        added = len(ids) - len(tokenizer(text, add_special_tokens=False).input_ids)
+        header += f"; {len(ids)} tokens" + (f", BOS {tokenizer.bos_token} added" if added else ", no BOS added")
+    return header
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,21 +154,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print the exact evaluation prompt strings.")
     parser.add_argument("--template", choices=list(PROMPT_TEMPLATES), help="one template (default: all)")
     parser.add_argument("--problem", default="{input}", help="problem text to insert (default: '{input}')")
-    parser.add_argument("--tokenizer", help="tokenizer path or hub id, to render chat templates in full")
-    parser.add_argument("--raw", action="store_true", help="print the text as is instead of its repr")
+    parser.add_argument("--tokenizer", help="tokenizer path, hub id or model card folder (e.g. ../shared/models/X)")
+    parser.add_argument("--raw", action="store_true", help="write the bare text (header to stderr) instead of repr")
     args = parser.parse_args(argv)
-    tokenizer = None
-    if args.tokenizer:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    names = [args.template] if args.template else list(PROMPT_TEMPLATES)
-    for name in names:
-        spec = PROMPT_TEMPLATES[name]
-        text, kind = _render_for_cli(spec, args.problem, tokenizer)
-        status = "" if spec.verified else " [PROVISIONAL]"
-        print(f"=== {name}{status}: {kind}; source: {spec.source}")
-        print(text if args.raw else repr(text))
+    specs = [get_template(args.template)] if args.template else list(PROMPT_TEMPLATES.values())
+    tokenizer = _load_tokenizer(args.tokenizer, needed=args.template == "chat-cot")
+    for spec in specs:
+        as_message = spec.chat and (tokenizer is None or not tokenizer.chat_template)
+        text = spec.text.format(input=args.problem) if as_message else build_prompt(spec.name, args.problem, tokenizer)
+        header = _describe(spec, text, tokenizer, as_message)
+        if args.raw:
+            print(header, file=sys.stderr)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            print(header)
+            print(repr(text))
 
 
 if __name__ == "__main__":

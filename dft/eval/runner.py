@@ -1,18 +1,20 @@
 """Evaluate one model on benchmarks: generate, grade, append, summarise; resumable at any point.
 
 Per benchmark, ``<out>/<benchmark>.jsonl`` holds one graded row per (problem, sample): prompt id, sample
-index, response, extracted answer, verdict and grading error. A restarted run reads it, generates only the
-missing samples, and never writes a (problem, sample) twice. ``<out>/summary.json`` records the model, the
-prompt template, the sampling parameters, the git commit, the dataset counts and the metrics.
+index, response (the text before the stop), how generation ended (``finish``: ``stop`` or ``length``, i.e. the
+new-token budget ran out; ``stop``: the stop token or string), extracted answer and the rule that extracted it,
+verdict and grading error. A restarted run reads it, generates only the missing samples, and never writes a
+(problem, sample) twice; ``dft.eval.fingerprint`` makes sure the folder is the same run's.
+``<out>/summary.json`` records the fingerprint, the stop set, the context, the git commit, the counts and
+the metrics, with the share of truncated responses per benchmark.
 """
 
 import hashlib
 import subprocess
-from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from dft.eval.backends import SamplingParams
+from dft.eval.backends import LENGTH, Request, SamplingParams
 from dft.eval.metrics import avg_at_k, maj_at_k, pass_at_k
 from dft.eval.store import append_rows, load_rows
 from dft.io import write_json_atomic
@@ -24,44 +26,45 @@ def request_seed(base_seed: int, problem_id: str, first_sample: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def missing_samples(problems, done: dict, n: int) -> list[tuple[object, list[int]]]:
-    """(problem, sample indices without a row) for every problem that still lacks some of its n samples."""
+def missing_samples(prompts, done: dict, n: int) -> list[tuple[object, list[int]]]:
+    """(encoded prompt, sample indices without a row) for every problem that still lacks some of its n samples."""
     todo = []
-    for problem in problems:
-        missing = [i for i in range(n) if (problem.id, i) not in done]
+    for prompt in prompts:
+        missing = [i for i in range(n) if (prompt.problem.id, i) not in done]
         if missing:
-            todo.append((problem, missing))
+            todo.append((prompt, missing))
     return todo
 
 
 def _graded_rows(chunk, completions, verdicts) -> list[dict]:
     rows, position = [], 0
-    for (problem, missing), texts in zip(chunk, completions):
-        for sample, text in zip(missing, texts):
+    for (prompt, missing), samples in zip(chunk, completions):
+        for sample, completion in zip(missing, samples):
             verdict = verdicts[position]
             position += 1
             rows.append(
-                {"id": problem.id, "sample": sample, "gold": problem.gold, "response": text,
-                 "extracted": verdict.extracted, "correct": verdict.correct, "error": verdict.error}
+                {"id": prompt.problem.id, "sample": sample, "gold": prompt.problem.gold, "response": completion.text,
+                 "finish": completion.finish, "stop": completion.stop, "extracted": verdict.extracted,
+                 "extracted_by": verdict.rule, "correct": verdict.correct, "error": verdict.error}
             )  # fmt: skip
     return rows
 
 
-def run_benchmark(problems, out_path: Path, generate: Callable, prompt_of: Callable, params: SamplingParams,
-                  grade_many: Callable, chunk_size: int = 32, on_rows: Callable | None = None) -> dict:  # fmt: skip
-    """Generate and grade every missing sample of ``problems`` into ``out_path``; return all rows by key.
+def run_benchmark(prompts, out_path: Path, generate: Callable, params: SamplingParams, stops, grade_many: Callable,
+                  chunk_size: int = 32, on_rows: Callable | None = None) -> dict:  # fmt: skip
+    """Generate and grade every missing sample of ``prompts`` (``EncodedPrompt``s) into ``out_path``; return all
+    rows by key.
 
-    ``generate(prompts, params, seeds)`` is a backend's; ``grade_many([(response, gold), ...])`` returns one
-    verdict (``correct``, ``extracted``, ``error``) per pair.
+    ``generate(requests, params, stops)`` is a backend's; ``grade_many([(response, gold), ...])`` returns one
+    verdict (``correct``, ``extracted``, ``rule``, ``error``) per pair.
     """
-    todo = missing_samples(problems, load_rows(out_path), params.n)
+    todo = missing_samples(prompts, load_rows(out_path), params.n)
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start : start + chunk_size]
-        request = SamplingParams(**{**asdict(params), "n": max(len(missing) for _, missing in chunk)})
-        seeds = [request_seed(params.seed, problem.id, missing[0]) for problem, missing in chunk]
-        completions = generate([prompt_of(problem) for problem, _ in chunk], request, seeds)
-        completions = [texts[: len(missing)] for (_, missing), texts in zip(chunk, completions)]
-        pairs = [(text, problem.gold) for (problem, _), texts in zip(chunk, completions) for text in texts]
+        requests = [Request(p.ids, len(missing), p.budget, request_seed(params.seed, p.problem.id, missing[0]))
+                    for p, missing in chunk]  # fmt: skip
+        completions = generate(requests, params, stops)
+        pairs = [(c.text, p.problem.gold) for (p, _), samples in zip(chunk, completions) for c in samples]
         rows = _graded_rows(chunk, completions, grade_many(pairs))
         append_rows(out_path, rows)
         if on_rows:
@@ -69,28 +72,36 @@ def run_benchmark(problems, out_path: Path, generate: Callable, prompt_of: Calla
     return load_rows(out_path)
 
 
-def summarize(problems, rows: dict, n: int, equivalent: Callable[[str, str], bool]) -> dict:
-    """Metrics over the current problems' rows (rows of other problems in the file are left out)."""
-    keyed = [[rows[(p.id, i)] for i in range(n)] for p in problems]
+def summarize(prompts, rows: dict, params: SamplingParams, equivalent: Callable[[str, str], bool]) -> dict:
+    """Metrics over the current problems' rows (rows of other problems in the file are left out), with the share
+    of responses that ran out of budget and the number of prompts whose budget the context cut."""
+    n = params.n
+    keyed = [[rows[(p.problem.id, i)] for i in range(n)] for p in prompts]
     correct = [[r["correct"] for r in samples] for samples in keyed]
     answers = [[r["extracted"] for r in samples] for samples in keyed]
-    errors = [r["error"] for samples in keyed for r in samples if r["error"]]
+    flat = [r for samples in keyed for r in samples]
+    errors = [r["error"] for r in flat if r["error"]]
     return {
-        "problems": len(problems),
+        "problems": len(prompts),
         "samples_per_problem": n,
         f"avg@{n}": avg_at_k(correct),
         "pass@1": pass_at_k(correct, 1),
         f"pass@{n}": pass_at_k(correct, n),
         f"maj@{n}": maj_at_k(answers, correct, n, equivalent),
+        "truncated": sum(r.get("finish") == LENGTH for r in flat) / len(flat) if flat else 0.0,
+        "prompts_cut_by_context": sum(p.budget < params.max_new_tokens for p in prompts),
+        "prompt_tokens_max": max((len(p.ids) for p in prompts), default=0),
         "grading_errors": len(errors),
         "grading_timeouts": sum(e == "timeout" for e in errors),
     }
 
 
 def summary_line(name: str, metrics: dict) -> str:
-    """One readable line per benchmark, e.g. ``aime24: avg@16 8.5% (30 x 16)``."""
+    """One readable line per benchmark, e.g. ``aime24: avg@16 8.5% (30 x 16), 2.1% truncated``."""
     n = metrics["samples_per_problem"]
     line = f"{name}: avg@{n} {100 * metrics[f'avg@{n}']:.1f}% ({metrics['problems']} x {n})"
+    if metrics.get("truncated"):
+        line += f", {100 * metrics['truncated']:.1f}% truncated"
     if metrics["grading_errors"]:
         line += f", {metrics['grading_errors']} grading errors ({metrics['grading_timeouts']} timeouts)"
     return line
