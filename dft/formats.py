@@ -93,7 +93,8 @@ def official_prompt(tokenizer, problem: str, template: str | None) -> str:
 def adds_bos(tokenizer) -> bool:
     """Whether the tokenizer puts a BOS token in front of plain text by default (Llama-3 does, Qwen does not)."""
     bos = tokenizer.bos_token_id
-    return bos is not None and tokenizer("a").input_ids[:1] == [bos] != tokenizer("a", add_special_tokens=False).input_ids[:1]
+    plain = tokenizer("a", add_special_tokens=False).input_ids
+    return bos is not None and tokenizer("a").input_ids[:1] == [bos] and plain[:1] != [bos]
 
 
 def encode_official(tokenizer, rows: list[tuple[str, str]], template: str | None) -> list[tuple[list, list]]:
