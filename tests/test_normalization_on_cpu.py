@@ -13,24 +13,22 @@ BATCH = 32
 
 
 @cache
-def row_terms(model_dir, train_parquet):
-    """Per row of verl's dataset: (DFT weight p_t held constant, log p_t) of its loss tokens, from the float64 model,
-    with the graph kept so objectives can be differentiated; and the model."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def tiny_dataset(model_dir, train_parquet):
+    from transformers import AutoTokenizer
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     cfg = compose_config(["preset=tiny-cpu", f"model.path={model_dir}"])
-    dataset = MultiTurnSFTDataset(str(train_parquet), AutoTokenizer.from_pretrained(model_dir), cfg.data)
+    return MultiTurnSFTDataset(str(train_parquet), AutoTokenizer.from_pretrained(model_dir), cfg.data)
+
+
+def dft_step_reference(model_dir, dataset, batch, normalization, dp_size, micro_batch):
+    """(logged loss, gradient norm) of step 1 of DFT by the formula, in float64 from the Hugging Face model. The
+    global batch is what verl's DistributedSampler draws first (seed 0): rank r takes rows perm[r::R], and its
+    micro-batches are consecutive runs of ``micro_batch`` rows."""
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float64, attn_implementation="eager")
-    first = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()[:BATCH]
-    return model, dataset, first
-
-
-def reference(tiny, normalization, dp_size, micro_batch):
-    """(logged loss, gradient norm) of step 1 by the formula, in float64. The global batch is what verl's
-    DistributedSampler draws first (seed 0): rank r takes rows perm[r::R]; its micro-batches are consecutive."""
-    model, dataset, first = row_terms(str(tiny.model_dir), str(tiny.train_parquet))
-    model.zero_grad()
+    first = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()[:batch]
     sums, counts = {}, {}
     for index in first:
         item = dataset[index]
@@ -40,16 +38,20 @@ def reference(tiny, normalization, dp_size, micro_batch):
         sums[index] = -(mask * token_lp.detach().exp() * token_lp).sum()  # DFT: -sum_t sg(p_t) log p_t
         counts[index] = float(mask.sum())
     if normalization == "token":
-        objective = sum(sums.values()) / sum(counts.values())
-        logged = objective
+        objective = logged = sum(sums.values()) / sum(counts.values())
     else:
-        ranks = [first[r::dp_size][: BATCH // dp_size] for r in range(dp_size)]
+        ranks = [first[r::dp_size][: batch // dp_size] for r in range(dp_size)]
         chunks = [rows[i : i + micro_batch] for rows in ranks for i in range(0, len(rows), micro_batch)]
         objective = sum(sum(sums[i] for i in c) / sum(counts[i] for i in c) for c in chunks) / dp_size
-        logged = objective / (BATCH // dp_size // micro_batch)
+        logged = objective / (batch // dp_size // micro_batch)
     objective.backward()
     norm = math.sqrt(sum(float((p.grad**2).sum()) for p in model.parameters() if p.grad is not None))
     return float(logged), norm
+
+
+def reference(tiny, normalization, dp_size, micro_batch):
+    dataset = tiny_dataset(str(tiny.model_dir), str(tiny.train_parquet))
+    return dft_step_reference(tiny.model_dir, dataset, BATCH, normalization, dp_size, micro_batch)
 
 
 def engine_step1(tiny, tmp_path, normalization, nproc, micro_batch):
