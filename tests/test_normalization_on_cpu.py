@@ -46,7 +46,7 @@ def dft_step_reference(model_dir, dataset, batch, normalization, dp_size, micro_
         logged = objective / (batch // dp_size // micro_batch)
     objective.backward()
     norm = math.sqrt(sum(float((p.grad**2).sum()) for p in model.parameters() if p.grad is not None))
-    return float(logged), norm
+    return float(logged.detach()), norm
 
 
 def reference(tiny, normalization, dp_size, micro_batch):
