@@ -97,19 +97,27 @@ def adds_bos(tokenizer) -> bool:
     return bos is not None and tokenizer("a").input_ids[:1] == [bos] and plain[:1] != [bos]
 
 
-def encode_official(tokenizer, rows: list[tuple[str, str]], template: str | None) -> list[tuple[list, list]]:
-    """``(prompt_ids, target_ids)`` of each (problem, solution) row: prompt and ``solution + eos`` tokenized
-    separately without special tokens (as the official dataset does), one BOS in front where the tokenizer adds
-    one by default."""
-    if tokenizer.eos_token is None:
-        raise ValueError(f"the tokenizer of {tokenizer.name_or_path!r} has no eos token to end the target with")
-    prompts = [official_prompt(tokenizer, problem, template) for problem, _ in rows]
-    targets = [solution + tokenizer.eos_token for _, solution in rows]
-    prompt_ids = tokenizer(prompts, add_special_tokens=False, verbose=False)["input_ids"] if rows else []
-    target_ids = tokenizer(targets, add_special_tokens=False, verbose=False)["input_ids"] if rows else []
+def _token_ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"] if texts else []
+
+
+def official_prompt_ids(tokenizer, problems: list[str], template: str | None) -> list[list[int]]:
+    """The prompt tokens of each problem: tokenized without special tokens (as the official dataset does), one
+    BOS in front where the tokenizer adds one by default."""
+    prompt_ids = _token_ids(tokenizer, [official_prompt(tokenizer, problem, template) for problem in problems])
     if adds_bos(tokenizer):
         bos = tokenizer.bos_token_id
         prompt_ids = [ids if ids[:1] == [bos] else [bos, *ids] for ids in prompt_ids]
+    return prompt_ids
+
+
+def encode_official(tokenizer, rows: list[tuple[str, str]], template: str | None) -> list[tuple[list, list]]:
+    """``(prompt_ids, target_ids)`` of each (problem, solution) row: the prompt, and ``solution + eos`` tokenized
+    on its own without special tokens."""
+    if tokenizer.eos_token is None:
+        raise ValueError(f"the tokenizer of {tokenizer.name_or_path!r} has no eos token to end the target with")
+    prompt_ids = official_prompt_ids(tokenizer, [problem for problem, _ in rows], template)
+    target_ids = _token_ids(tokenizer, [solution + tokenizer.eos_token for _, solution in rows])
     return list(zip(prompt_ids, target_ids))
 
 
@@ -138,13 +146,33 @@ def prompt_lengths(tokenizer, conversations: list[list[dict]], fmt: str, templat
     """For each conversation, the index of its first trained token (None when it has no assistant turn)."""
     if check_format(fmt) == "official":
         rows = [problem_and_solution(messages, f"row {i}") for i, messages in enumerate(conversations)]
-        return [len(prompt) for prompt, _ in encode_official(tokenizer, rows, template)]
+        return [len(ids) for ids in official_prompt_ids(tokenizer, [problem for problem, _ in rows], template)]
     texts = [_before_first_assistant(tokenizer, messages) for messages in conversations]
-    present = [text for text in texts if text is not None]
-    counts = iter(map(len, tokenizer(present, add_special_tokens=False, verbose=False)["input_ids"] if present else []))
+    counts = iter(map(len, _token_ids(tokenizer, [text for text in texts if text is not None])))
     return [None if text is None else next(counts) for text in texts]
 
 
-def rows_without_loss_tokens(lengths: list, max_length: int) -> list[int]:
-    """Rows whose first trained token lies at or beyond ``max_length`` (or that have none)."""
-    return [i for i, n in enumerate(lengths) if n is None or n >= max_length]
+# a token covers at least one UTF-8 byte of its text; this many more for BOS and prefix spaces
+SPARE_TOKENS = 8
+
+
+def rows_without_loss_tokens(tokenizer, conversations: list[list[dict]], fmt: str, max_length: int,
+                             template: str | None = None) -> list[int]:  # fmt: skip
+    """The rows whose first trained token lies at or beyond ``max_length`` (or that have none). Exact, and fast on
+    large files: a one-turn row whose prompt has fewer UTF-8 bytes than ``max_length`` (less the template's own,
+    and ``SPARE_TOKENS``) cannot have as many tokens, so only the others are rendered and tokenized."""
+    empty = [{"role": "user", "content": ""}]
+    frame = official_prompt(tokenizer, "", template) if fmt == "official" else _before_first_assistant(
+        tokenizer, [*empty, {"role": "assistant", "content": ""}])  # fmt: skip
+    budget = max_length - len(frame.encode()) - SPARE_TOKENS
+
+    def may_be_long(messages) -> bool:
+        roles = [m.get("role") for m in messages]
+        return roles[:2] != ["user", "assistant"] or len(str(messages[0]["content"]).encode()) >= budget
+
+    if fmt == "official":  # a malformed row is named by its own index, before any is skipped
+        for i, messages in enumerate(conversations):
+            problem_and_solution(messages, f"row {i}")
+    candidates = [i for i, messages in enumerate(conversations) if may_be_long(messages)]
+    lengths = prompt_lengths(tokenizer, [conversations[i] for i in candidates], fmt, template)
+    return [i for i, n in zip(candidates, lengths) if n is None or n >= max_length]

@@ -31,7 +31,7 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.metric import Metric
 
 from dft.datasets import PAIR_SIDES, PairCollator, dataset_for
-from dft.formats import check_format, file_format, prompt_lengths, rows_without_loss_tokens
+from dft.formats import check_format, file_format, rows_without_loss_tokens
 from dft.losses import LossConfig, get_loss_fn, loss_config_from
 
 
@@ -95,7 +95,8 @@ class _DFTTrainer:
 
     def _build_dataset(self):
         super()._build_dataset()
-        report_rows_without_loss_tokens(self.config, self.train_dataset, verbose=getattr(self, "rank", 0) == 0)
+        if self.loss_config.spec.data != "pairs":  # a pair's rows are its prompt and two responses: not counted
+            report_rows_without_loss_tokens(self.config, self.train_dataset, verbose=getattr(self, "rank", 0) == 0)
 
     def _build_engine(self):
         super()._build_engine()
@@ -137,19 +138,19 @@ class _DFTTrainer:
 
 
 def report_rows_without_loss_tokens(config: DictConfig, dataset, verbose: bool = True) -> list[int]:
-    """Count the rows whose first trained token lies beyond ``data.max_length`` (or that have no assistant turn);
-    print the count, refuse data where every row is such. Pair datasets are not checked."""
-    if not hasattr(dataset, "messages") or dataset.__class__.__name__ == "PreferencePairDataset":
+    """Count the rows of a conversation dataset whose first trained token lies beyond ``data.max_length`` (or that
+    have no assistant turn); print the count, refuse data where every row is such."""
+    if not hasattr(dataset, "messages"):  # a custom dataset of another kind
         return []
-    fmt = config.data.get("format", "chat")
-    lengths = prompt_lengths(dataset.tokenizer, dataset.messages, fmt, getattr(dataset, "template", None))
-    empty = rows_without_loss_tokens(lengths, config.data.max_length)
+    fmt, rows = config.data.get("format", "chat"), dataset.messages
+    template = getattr(dataset, "template", None)
+    empty = rows_without_loss_tokens(dataset.tokenizer, rows, fmt, config.data.max_length, template)
     where = f"data.train_files ({', '.join(map(str, dataset.parquet_files))})"
-    if empty and len(empty) == len(lengths):
+    if empty and len(empty) == len(rows):
         raise ValueError(f"{where}: no row has a loss token within data.max_length={config.data.max_length}")
     if empty and verbose:
         shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
-        print(f"[dft] {where}: {len(empty)} of {len(lengths)} rows have no loss token within data.max_length="
+        print(f"[dft] {where}: {len(empty)} of {len(rows)} rows have no loss token within data.max_length="
               f"{config.data.max_length} (rows {shown}); they add nothing to the loss. Prepare the data with "
               "--max-length to skip them.")  # fmt: skip
     return empty

@@ -72,7 +72,8 @@ def test_official_rows_are_cut_on_the_right_and_rows_without_loss_tokens_are_cou
     assert len(cut["input_ids"]) == 96 and cut["loss_mask"][-1] == 1
     assert dataset[1]["loss_mask"].sum() == 0
     lengths = prompt_lengths(dataset.tokenizer, dataset.messages, "official", dataset.template)
-    assert rows_without_loss_tokens(lengths, 96) == [1]
+    assert lengths[1] >= 96 > max(lengths[0], lengths[2])
+    assert rows_without_loss_tokens(dataset.tokenizer, dataset.messages, "official", 96, dataset.template) == [1]
     assert [int(torch.argmax(dataset[i]["loss_mask"])) for i in (0, 2)] == [lengths[0], lengths[2]]
 
 
@@ -85,3 +86,27 @@ def test_a_tokenizer_without_chat_template_and_without_preset_is_refused(tiny, t
     assert official_template(tokenizer, "deepseek-math") == "deepseek-math"
     with pytest.raises(ValueError, match="'chat-cot' needs the model's chat template"):
         official_template(tokenizer, "chat-cot")
+
+
+@pytest.mark.parametrize("card", ["qwen2.5-math-1.5b", "llama-3.1-8b"])
+@pytest.mark.parametrize("fmt", ["chat", "official"])
+def test_the_fast_count_of_rows_without_loss_tokens_is_exact(card, fmt):
+    from dft.model_cards import load_card
+
+    tokenizer = AutoTokenizer.from_pretrained(load_card(card).path)
+    if tokenizer.chat_template is None and fmt == "chat":
+        tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    template = official_template(tokenizer) if fmt == "official" else None
+    pieces = ["x", "数", " 12", "é", "\\boxed{", "🙂", "step "]
+    rows = [[{"role": "user", "content": "".join(pieces[(i + k) % 7] for k in range(n))},
+             {"role": "assistant", "content": "ok"}] for i, n in enumerate(range(20, 140, 3))]  # fmt: skip
+    if fmt == "chat":  # no assistant turn: no loss token (the official format refuses such a row)
+        rows.append([{"role": "user", "content": "no answer"}])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exact = [i for i, n in enumerate(prompt_lengths(tokenizer, rows, fmt, template)) if n is None or n >= 100]
+        fast = rows_without_loss_tokens(tokenizer, rows, fmt, 100, template)
+    assert 0 < len(fast) < len(rows) and fast == exact
+    if fmt == "official":
+        with pytest.raises(ValueError, match=r"row 3: the official format needs one user and one assistant message"):
+            rows_without_loss_tokens(tokenizer, [*rows[:3], rows[3][:1]], fmt, 100, template)
