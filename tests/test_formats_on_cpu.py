@@ -110,3 +110,21 @@ def test_the_fast_count_of_rows_without_loss_tokens_is_exact(card, fmt):
     if fmt == "official":
         with pytest.raises(ValueError, match=r"row 3: the official format needs one user and one assistant message"):
             rows_without_loss_tokens(tokenizer, [*rows[:3], rows[3][:1]], fmt, 100, template)
+
+
+def test_rejection_sampled_rows_are_written_in_the_format_training_asks_for(tmp_path):
+    from dft.data.rft import sft_rows, write_sft_parquet
+    from dft.eval.benchmarks import Problem
+    from dft.eval.prompts import INSTRUCTION
+    from dft.formats import file_format
+
+    problems = [Problem("p0", PROBLEM, "2")]
+    samples = {("p0", 0): {"correct": True, "error": None, "response": SOLUTION},
+               ("p0", 1): {"correct": False, "error": None, "response": "wrong"}}  # fmt: skip
+    for fmt, user in (("chat", f"{PROBLEM}\n{INSTRUCTION}"), ("official", PROBLEM)):
+        rows = sft_rows(problems, samples, 2, fmt)
+        assert [r["messages"] for r in rows] == [[{"role": "user", "content": user},
+                                                  {"role": "assistant", "content": SOLUTION}]]  # fmt: skip
+        (tmp_path / fmt).mkdir()
+        write_sft_parquet(rows, fmt, tmp_path / fmt)
+        assert file_format(tmp_path / fmt / "rft.parquet") == fmt
