@@ -13,15 +13,23 @@ so a loss reads them exactly as it reads the policy's ``log_probs``.
 - ``PreferencePairDataset``: DPO rows (``prompt``, ``chosen``, ``rejected``, each a message list, as
   ``dft.data.pairs`` writes them) with ``chosen_ref_log_probs`` and ``rejected_ref_log_probs``. One item is one
   pair; ``PairCollator`` lays a batch out as ``chosen_0, rejected_0, chosen_1, ...`` for verl's collator.
+- ``OfficialFormatDataset``: the same ``messages`` parquet rendered in the official DFT code's format
+  (``dft.formats``: bare problem through the chat template with the generation prompt, target = solution +
+  eos), and ``OfficialReferenceScoredDataset`` with reference log-probs on top.
+
+``DATASETS`` maps (``data.format``, the rows a loss reads: ``LossSpec.data``) to the class.
 """
 
 from typing import Any
 
+import pandas as pd
 import torch
-from verl.utils.dataset.dataset_utils import SFTTensorCollator
+import torch.nn.functional as F
+from verl.utils.dataset.dataset_utils import DatasetPadMode, SFTTensorCollator
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.py_functional import convert_nested_value_to_list_recursive
 
+from dft.formats import encode_official, official_template, problem_and_solution
 from dft.losses import REF_LOG_PROBS
 
 PAIR_SIDES = ("chosen", "rejected")
@@ -64,8 +72,52 @@ def _row_label(dataset: MultiTurnSFTDataset, item: int) -> str:
     return f"{', '.join(map(str, dataset.parquet_files))} row {dataset.dataframe.index[item]}"
 
 
-class ReferenceScoredDataset(MultiTurnSFTDataset):
-    """SFT conversations with the reference model's target-token log-probs (``ref_log_probs``)."""
+class OfficialFormatDataset(MultiTurnSFTDataset):
+    """One-turn conversations in the official DFT format (``dft.formats``); verl's output layout and truncation.
+
+    ``data.prompt_template`` names a plain evaluation template for tokenizers without a chat template (default:
+    the model preset's). Over-long rows are cut on the right (``data.truncation=right``, as the official
+    trainer did) or refused (``error``).
+    """
+
+    def __init__(self, parquet_files, tokenizer, config, processor=None, max_samples: int = -1):
+        self.prompt_template = (config or {}).get("prompt_template")
+        super().__init__(parquet_files, tokenizer, config, processor, max_samples)
+
+    def _read_files_and_process(self):
+        frames = [pd.read_parquet(path, dtype_backend="pyarrow") for path in self.parquet_files]
+        self.dataframe = pd.concat(frames)
+        if 0 < self.max_samples < len(self.dataframe):
+            self.dataframe = self.dataframe.iloc[: self.max_samples]
+        self.messages = self.dataframe[self.messages_key].apply(convert_nested_value_to_list_recursive).tolist()
+        self.template = official_template(self.tokenizer, self.prompt_template)
+
+    def __getitem__(self, item):
+        problem, solution = problem_and_solution(self.messages[item], _row_label(self, item))
+        [(prompt_ids, target_ids)] = encode_official(self.tokenizer, [(problem, solution)], self.template)
+        input_ids = torch.tensor(prompt_ids + target_ids, dtype=torch.long)
+        loss_mask = torch.tensor([0] * len(prompt_ids) + [1] * len(target_ids), dtype=torch.long)
+        if len(input_ids) > self.max_length:
+            if self.truncation == "error":
+                raise ValueError(f"{_row_label(self, item)}: {len(input_ids)} tokens, more than data.max_length")
+            input_ids, loss_mask = input_ids[: self.max_length], loss_mask[: self.max_length]
+        row = {"input_ids": input_ids, "position_ids": torch.arange(len(input_ids)), "loss_mask": loss_mask}
+        return row if self.pad_mode == DatasetPadMode.NO_PADDING else self._right_padded(row)
+
+    def _right_padded(self, row: dict) -> dict:
+        pad = self.max_length - len(row["input_ids"])
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        attention_mask = torch.ones_like(row["input_ids"])
+        return {
+            "input_ids": F.pad(row["input_ids"], (0, pad), value=pad_id),
+            "attention_mask": F.pad(attention_mask, (0, pad)),
+            "position_ids": F.pad(row["position_ids"], (0, pad)),
+            "loss_mask": F.pad(row["loss_mask"], (0, pad)),
+        }
+
+
+class WithReferenceLogProbs:
+    """Mixin for a conversation dataset: each row also carries the reference model's target-token log-probs."""
 
     def _read_files_and_process(self):
         super()._read_files_and_process()
@@ -76,6 +128,14 @@ class ReferenceScoredDataset(MultiTurnSFTDataset):
         row = super().__getitem__(item)
         row[ref_column()] = place_on_targets(row["loss_mask"], self.ref_log_probs[item], _row_label(self, item))
         return row
+
+
+class ReferenceScoredDataset(WithReferenceLogProbs, MultiTurnSFTDataset):
+    """SFT conversations (chat format) with the reference model's target-token log-probs (``ref_log_probs``)."""
+
+
+class OfficialReferenceScoredDataset(WithReferenceLogProbs, OfficialFormatDataset):
+    """Official-format conversations with the reference model's target-token log-probs (``ref_log_probs``)."""
 
 
 class PreferencePairDataset(MultiTurnSFTDataset):
@@ -126,3 +186,21 @@ class PairCollator:
 
     def __call__(self, pairs: list[dict]) -> dict:
         return self.collate([pair[side] for pair in pairs for side in PAIR_SIDES])
+
+
+# (data.format, LossSpec.data) -> the class verl's data.custom_cls loads from this module (None: verl's own)
+DATASETS = {
+    ("chat", "conversation"): None,
+    ("chat", "reference"): "ReferenceScoredDataset",
+    ("chat", "pairs"): "PreferencePairDataset",
+    ("official", "conversation"): "OfficialFormatDataset",
+    ("official", "reference"): "OfficialReferenceScoredDataset",
+}
+
+
+def dataset_for(fmt: str, rows: str) -> str | None:
+    """The class name for data format ``fmt`` and a loss reading ``rows``; an unsupported pair is an error."""
+    if (fmt, rows) not in DATASETS:
+        supported = sorted(f"{f}/{r}" for f, r in DATASETS)
+        raise ValueError(f"data.format={fmt} has no dataset for a loss that reads {rows}; supported: {supported}")
+    return DATASETS[(fmt, rows)]

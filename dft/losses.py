@@ -1,9 +1,20 @@
 """Token-level fine-tuning losses in verl's engine loss signature.
 
 Every loss here is ``fn(config, model_output, data, dp_group=None) -> (loss, metrics)``, the signature that
-``TrainingWorker.set_loss_fn`` takes, and is normalised as verl's ``sft_loss`` is: the sum over this
-micro-batch's loss tokens divided by the global loss-token count, times the data-parallel size, so summing
-micro-batches and averaging ranks gives the global token mean, whatever the split.
+``TrainingWorker.set_loss_fn`` takes, and is registered with :func:`register_loss`, which declares in one place
+what it needs from the data (reference log-probs, pairs, columns). A new loss is one function and one
+decorator here (plus its option fields in :class:`LossConfig`, which ``configs/dft_trainer.yaml`` lists).
+
+Normalisation (``loss.normalization``), for every loss; ``u`` runs over the loss's units (loss tokens, or
+pairs for ``dpo``), ``l_u`` is a unit's loss, ``m`` a micro-batch of ``M`` per rank, ``r`` one of ``R`` ranks:
+
+- ``token`` (default): the global mean ``1/N sum_u l_u`` over the ``N`` units of the step, whatever the
+  micro-batch split and data-parallel size (verl's ``sft_loss``: each micro-batch returns its sum over the
+  global count, times the data-parallel size, since FSDP averages gradients over ranks).
+- ``official``: the official DFT trainer's (yongliang-wu/DFT ``fsdp_dft_trainer.py``, ``balance_dp_token``
+  off): gradient of ``1/R sum_r sum_m mean_{u in m} l_u``, a *sum* of per-micro-batch means, so ``M`` times
+  ours when micro-batches hold equal counts, and units of short micro-batches weigh more; the logged loss is
+  that sum divided by ``M``. It needs fixed micro-batches (``data.use_dynamic_bsz=False``).
 
 Losses (``t`` runs over target tokens, ``p_t = pi(y_t | y_<t, x)``, ``sg`` stops the gradient):
 
@@ -28,8 +39,9 @@ O(tokens) work and never materialises a full-vocabulary softmax. Because it only
 the same with or without remove-padding, with fused kernels (which return log-probs, not logits) and with
 Ulysses sequence parallelism (the engine gathers log-probs over the sequence-parallel group before the loss).
 
-Every loss also reports plain cross-entropy as ``train/nll`` (DFT's loss is several times smaller than CE,
-so ``train/loss`` alone cannot compare a DFT and an SFT run).
+Every loss also reports plain cross-entropy as ``train/nll``, always the global token mean whatever the
+normalisation (DFT's loss is several times smaller than CE, so ``train/loss`` alone cannot compare a DFT and
+an SFT run, nor two normalisations).
 """
 
 from dataclasses import dataclass
@@ -44,6 +56,42 @@ from verl.utils.metric import AggregationType, Metric
 from verl.utils.torch_functional import masked_sum
 
 NLL_METRIC = "train/nll"
+REF_LOG_PROBS = "ref_log_probs"
+NORMALIZATIONS = ("token", "official")
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Everything the trainer needs to know about a loss, declared once by :func:`register_loss`."""
+
+    fn: Callable
+    # the rows it reads: "conversation" (verl's messages), "reference" (conversation + REF_LOG_PROBS) or
+    # "pairs" (prompt, chosen, rejected + their reference log-probs, two rows per item in one micro-batch);
+    # dft.datasets.DATASETS maps (data.format, this) to the dataset class
+    data: str = "conversation"
+    # parquet columns the training files must hold for it besides verl's conversation
+    columns: tuple[str, ...] = ()
+    # what the loss averages over: "token" (loss tokens) or "pair" (preference pairs)
+    unit: str = "token"
+
+    def __call__(self, *args, **kwargs):
+        """Call the loss itself (``LOSSES[name](config, model_output, data)``)."""
+        return self.fn(*args, **kwargs)
+
+
+LOSSES: dict[str, LossSpec] = {}
+
+
+def register_loss(name: str, **needs) -> Callable:
+    """Decorator: register ``fn`` as ``loss.name=name`` with what it needs (the fields of :class:`LossSpec`)."""
+
+    def register(fn: Callable) -> Callable:
+        if name in LOSSES:
+            raise ValueError(f"loss {name!r} is registered twice")
+        LOSSES[name] = LossSpec(fn, **needs)
+        return fn
+
+    return register
 
 
 @dataclass(frozen=True)
@@ -51,6 +99,8 @@ class LossConfig:
     """The ``loss`` section of the Hydra config."""
 
     name: str = "dft"
+    # token: the global mean over loss tokens; official: the official DFT trainer's per-micro-batch means
+    normalization: str = "token"
     # DFT only: the token weight is max(p, weight_floor); 0 is the paper's DFT.
     weight_floor: float = 0.0
     # DFT only: weight = alpha * p + (1 - alpha); 1 is the paper's DFT, 0 is SFT.
@@ -68,6 +118,8 @@ class LossConfig:
     def __post_init__(self):
         if self.name not in LOSSES:
             raise ValueError(f"loss.name={self.name!r} is not a known loss; valid names: {sorted(LOSSES)}")
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"loss.normalization={self.normalization!r} must be one of {list(NORMALIZATIONS)}")
         for field, value in (("weight_floor", self.weight_floor), ("alpha", self.alpha)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"loss.{field}={value} must lie in [0, 1]")
@@ -82,14 +134,75 @@ class LossConfig:
             raise ValueError(f"loss.dpo_beta={self.dpo_beta} must be positive")
 
     @property
-    def needs_reference(self) -> bool:
-        """Whether the data must carry the reference model's log-probabilities."""
-        return self.name in REFERENCE_LOSSES
+    def spec(self) -> LossSpec:
+        """What this loss needs (its registry entry)."""
+        return LOSSES[self.name]
 
-    @property
-    def needs_pairs(self) -> bool:
-        """Whether the data are (chosen, rejected) pairs."""
-        return self.name == "dpo"
+
+# ---------------------------------------------------------------------------------------------------------------
+# Normalisation
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def micro_batches_per_rank(data: TensorDict) -> int:
+    """``M``: the micro-batches each rank runs per step, with fixed micro-batches (``data.use_dynamic_bsz=False``).
+
+    ``global_batch_size`` counts dataset items (rows, or pairs for DPO), and a micro-batch holds
+    ``micro_batch_size_per_gpu`` items, so ``M = global_batch_size / dp_size / micro_batch_size_per_gpu``."""
+    if tu.get_non_tensor_data(data=data, key="use_dynamic_bsz", default=False):
+        raise ValueError(
+            "loss.normalization=official takes a mean per micro-batch of data.micro_batch_size_per_gpu rows, as "
+            "the official trainer did: set data.use_dynamic_bsz=False (dynamic micro-batches vary in number)"
+        )
+    per_rank = data["global_batch_size"] // data["dp_size"]
+    return max(1, per_rank // data["micro_batch_size_per_gpu"])
+
+
+def require_units(data: TensorDict, unit: str = "token") -> None:
+    """A step whose global batch has no loss token cannot train: say so instead of dividing by zero."""
+    if unit == "token" and data["batch_num_tokens"] == 0:
+        raise ValueError(
+            "this global batch has no loss token: every row in it lost its response to truncation at "
+            "data.max_length, or has no assistant turn (the count of such rows is printed at training start; "
+            "re-prepare the data with --max-length so they are skipped)"
+        )
+
+
+def normalize(total: torch.Tensor, count, data: TensorDict, config: LossConfig, unit: str = "token"):
+    """This micro-batch's share of the step's loss, from the sum ``total`` of its units' losses over ``count`` units.
+
+    ``token``: ``total / N * dp_size`` (``N`` the global unit count), so micro-batches sum and ranks average to
+    ``1/N sum_u l_u``. ``official``: the micro-batch mean ``total / count``, back-propagated as it is (the
+    official trainer calls ``backward()`` on it) but *valued* at ``1/M`` of itself, so that verl's logged loss
+    (the sum over micro-batches, averaged over ranks) is the official ``train/loss``.
+    """
+    require_units(data, unit)
+    if config.normalization == "official":
+        mean = total / max(int(count), 1)  # an empty micro-batch has total 0 and adds nothing
+        return (mean - mean.detach()) + mean.detach() / micro_batches_per_rank(data)
+    global_count = data["batch_num_tokens"] if unit == "token" else data["global_batch_size"]
+    return total / global_count * data["dp_size"]
+
+
+def _global_token_mean(values: torch.Tensor, mask: torch.Tensor, data: TensorDict) -> torch.Tensor:
+    """This micro-batch's share of the mean over all loss tokens of the global batch (verl's normalisation)."""
+    return masked_sum(values, mask) / data["batch_num_tokens"] * data["dp_size"]
+
+
+def _nll_metric(log_probs: torch.Tensor, mask: torch.Tensor, data: TensorDict) -> dict:
+    # SUM over micro-batches of per-micro-batch shares, averaged over ranks (Metric.aggregate_dp) = global mean.
+    nll = -_global_token_mean(log_probs.detach(), mask, data)
+    return {NLL_METRIC: Metric(aggregation=AggregationType.SUM, value=nll)}
+
+
+def token_loss(weighted_log_probs: torch.Tensor, mask: torch.Tensor, data: TensorDict, config: LossConfig):
+    """``-sum_t w_t log p_t`` over this micro-batch's loss tokens, normalised by ``loss.normalization``."""
+    return -normalize(masked_sum(weighted_log_probs, mask), mask.sum(), data, config)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------------------------
 
 
 def target_log_probs_and_mask(model_output: dict, data: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,22 +221,11 @@ def target_log_probs_and_mask(model_output: dict, data: TensorDict) -> tuple[tor
     return log_prob, data["response_mask"].to(bool)
 
 
-def _global_token_mean(values: torch.Tensor, mask: torch.Tensor, data: TensorDict) -> torch.Tensor:
-    """This micro-batch's share of the mean over all loss tokens of the global batch (verl's normalisation)."""
-    return masked_sum(values, mask) / data["batch_num_tokens"] * data["dp_size"]
-
-
-def _nll_metric(log_probs: torch.Tensor, mask: torch.Tensor, data: TensorDict) -> dict:
-    # SUM over micro-batches of per-micro-batch shares, averaged over ranks (Metric.aggregate_dp) = global mean.
-    nll = -_global_token_mean(log_probs.detach(), mask, data)
-    return {NLL_METRIC: Metric(aggregation=AggregationType.SUM, value=nll)}
-
-
+@register_loss("sft")
 def sft_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=None):
     """Cross-entropy over target tokens: ``-1/N sum_t log p_t``."""
     log_probs, mask = target_log_probs_and_mask(model_output, data)
-    loss = -_global_token_mean(log_probs, mask, data)
-    return loss, _nll_metric(log_probs, mask, data)
+    return token_loss(log_probs, mask, data, config), _nll_metric(log_probs, mask, data)
 
 
 def dft_weights(log_probs: torch.Tensor, config: LossConfig) -> torch.Tensor:
@@ -136,15 +238,12 @@ def dft_weights(log_probs: torch.Tensor, config: LossConfig) -> torch.Tensor:
     return p
 
 
+@register_loss("dft")
 def dft_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=None):
     """Dynamic Fine-Tuning: ``-1/N sum_t sg(p_t) log p_t`` (arXiv 2508.05629, eq. 9), options in LossConfig."""
     log_probs, mask = target_log_probs_and_mask(model_output, data)
-    weights = dft_weights(log_probs, config)
-    loss = -_global_token_mean(weights * log_probs, mask, data)
+    loss = token_loss(dft_weights(log_probs, config) * log_probs, mask, data, config)
     return loss, _nll_metric(log_probs, mask, data)
-
-
-REF_LOG_PROBS = "ref_log_probs"
 
 
 def reference_log_probs(data: TensorDict) -> torch.Tensor:
@@ -182,11 +281,12 @@ def iw_weights(log_probs, ref_log_probs, mask, model_output, config: LossConfig)
     return mean_log_ratio.exp().clamp(0.0, config.iw_seq_max)[index]
 
 
+@register_loss("iw_sft", data="reference", columns=(REF_LOG_PROBS,))
 def iw_sft_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=None):
     """Importance-weighted SFT: ``-1/N sum_t sg(w) log p_t`` (arXiv 2507.12856), options in LossConfig."""
     log_probs, mask = target_log_probs_and_mask(model_output, data)
     weights = iw_weights(log_probs, reference_log_probs(data), mask, model_output, config)
-    loss = -_global_token_mean(weights * log_probs, mask, data)
+    loss = token_loss(weights * log_probs, mask, data, config)
     metrics = _nll_metric(log_probs, mask, data)
     # the token-weighted mean weight (1 while the policy is the reference)
     metrics["train/iw_weight"] = Metric(AggregationType.SUM, _global_token_mean(weights, mask, data).detach())
@@ -198,6 +298,10 @@ def _global_pair_mean(values: torch.Tensor, data: TensorDict) -> torch.Tensor:
     return values.sum() / data["global_batch_size"] * data["dp_size"]
 
 
+PAIR_COLUMNS = ("prompt", "chosen", "rejected", f"chosen_{REF_LOG_PROBS}", f"rejected_{REF_LOG_PROBS}")
+
+
+@register_loss("dpo", data="pairs", columns=PAIR_COLUMNS, unit="pair")
 def dpo_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=None):
     """DPO over adjacent (chosen, rejected) rows; metrics: implicit rewards, their margin, preference accuracy."""
     log_probs, mask = target_log_probs_and_mask(model_output, data)
@@ -208,7 +312,8 @@ def dpo_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=
     rewards = config.dpo_beta * (policy - reference)
     chosen, rejected = rewards[0::2], rewards[1::2]
     margin = chosen - rejected
-    loss = _global_pair_mean(-torch.nn.functional.logsigmoid(margin), data)
+    losses = -torch.nn.functional.logsigmoid(margin)
+    loss = normalize(losses.sum(), len(losses), data, config, unit="pair")
     shares = {
         "dpo/reward_margin": margin,
         "dpo/accuracy": (margin > 0).to(margin.dtype),
@@ -218,10 +323,6 @@ def dpo_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=
     metrics = {key: Metric(AggregationType.SUM, _global_pair_mean(v.detach(), data)) for key, v in shares.items()}
     metrics.update(_nll_metric(log_probs, mask, data))
     return loss, metrics
-
-
-LOSSES: dict[str, Callable] = {"sft": sft_loss, "dft": dft_loss, "iw_sft": iw_sft_loss, "dpo": dpo_loss}
-REFERENCE_LOSSES = ("iw_sft", "dpo")
 
 
 def loss_config_from(section) -> LossConfig:
@@ -236,4 +337,4 @@ def loss_config_from(section) -> LossConfig:
 
 def get_loss_fn(config: LossConfig) -> Callable:
     """The loss named by ``config.name`` with its config bound, as ``set_loss_fn`` expects."""
-    return partial(LOSSES[config.name], config)
+    return partial(config.spec.fn, config)

@@ -6,14 +6,15 @@ Each line of a recipe's dry run is one command. A command composes when its conf
 what the program would accept at start-up:
 
 - ``dft.train``, ``dft.train_ray``, ``dft.ref_logprobs``: the Hydra overrides compose ``configs/dft_trainer.yaml``
-  with no value left missing, the loss section validates, and verl's engine/optim/checkpoint dataclasses build.
+  with no value left missing, the loss section validates, its normalisation fits the micro-batching, the data
+  format has a dataset for the loss, and verl's engine/optim/checkpoint dataclasses build.
 - ``dft.eval``, ``dft.data.rft``: the overrides compose ``configs/eval.yaml`` / ``configs/rft.yaml``, with a
   known backend and prompt template and valid sampling parameters.
 - ``verl.trainer.main_ppo``: the overrides compose the named config and pass main_ppo's ``validate_config``
   and the actor, rollout and algorithm dataclasses (the model and critic sections read the model from disk:
   checked only for a local model).
-- ``dft.data.<name>``, ``dft.tables``, ``dft.figures``, ``dft.checkpoints``: their argument parsers accept the
-  arguments.
+- ``dft.data.<name>``, ``dft.tables``, ``dft.ablations``, ``dft.figures``, ``dft.checkpoints``: their argument
+  parsers accept the arguments.
 - ``mkdir`` and ``ln``: shell steps, accepted as they are.
 """
 
@@ -66,11 +67,16 @@ def _check_no_missing(cfg, allowed=()) -> None:
 def check_trainer(module: str, args: list[str]) -> None:
     from verl.utils.config import omega_conf_to_dataclass
 
+    from dft.datasets import dataset_for
+    from dft.formats import check_format
     from dft.losses import loss_config_from
+    from dft.trainer import check_normalization
 
     cfg = compose(CONFIGS, "dft_trainer", args)
     _check_no_missing(cfg)
-    loss_config_from(cfg.loss)
+    loss = loss_config_from(cfg.loss)
+    check_normalization(cfg, loss)
+    dataset_for(check_format(cfg.data.format), loss.spec.data)
     for section in ("engine", "optim", "checkpoint", "profiler"):
         omega_conf_to_dataclass(cfg[section])
     if module == "dft.ref_logprobs" and not cfg.ref.output:
@@ -138,7 +144,7 @@ def check_command(line: str) -> str:
             check_eval(program, args)
         elif program == "verl.trainer.main_ppo":
             check_main_ppo(args)
-        elif program in (*DATA_MODULES, "dft.tables", "dft.figures", "dft.checkpoints"):
+        elif program in (*DATA_MODULES, "dft.tables", "dft.ablations", "dft.figures", "dft.checkpoints"):
             check_arguments(program, args)
         else:
             raise CommandError("no check for this program")

@@ -8,6 +8,9 @@ The output is the input parquet with the log-probability of every target token (
 trains on), in order, added as a list column: ``ref_log_probs`` for conversations (``messages``), and
 ``chosen_ref_log_probs`` / ``rejected_ref_log_probs`` for DPO pairs (``prompt``, ``chosen``, ``rejected``).
 
+The tokens scored are the ones training trains on: the dataset follows ``data.format`` (``setting=paper``
+scores the official format), so pass the training run's setting.
+
 ``model.path`` may be a verl checkpoint folder (a run's ``trainer.default_local_dir``): its latest step's
 Hugging Face weights are scored. The model is built by verl's engine exactly as ``dft.train`` builds it (same
 config, dtype and attention), so at step 0 of a training run the policy's log-probs equal the stored ones and

@@ -4,15 +4,25 @@
 subclasses ``verl.trainer.sft_trainer_ray.SFTTrainer`` (single controller over Ray). Each one builds verl's
 engine as verl does, then swaps the loss with ``training_client.set_loss_fn``.
 
-One gap is filled here: verl's SFT ``fit`` logs the metrics a loss returns as it receives them, a list of
-``verl.utils.metric.Metric`` per data-parallel rank, which no logger can print. The trainers reduce such
-values to floats (``Metric.aggregate_dp``, as verl's PPO path does) before ``fit`` sees them.
+Gaps filled here, each in its own function:
 
-Losses that need reference log-probs (``iw_sft``, ``dpo``) read them through a dataset from ``dft.datasets``,
-chosen with verl's ``data.custom_cls``. For ``dpo`` the loader yields pairs as consecutive rows, and every batch
-carries verl's ``force_group_size=2`` so that the engine's micro-batching (fixed or dynamic) never splits a pair.
+- verl's SFT ``fit`` logs the metrics a loss returns as it receives them, a list of
+  ``verl.utils.metric.Metric`` per data-parallel rank, which no logger can print. The trainers reduce such
+  values to floats (``Metric.aggregate_dp``, as verl's PPO path does) before ``fit`` sees them.
+- A non-finite ``train/loss`` stops the run right after the step that produced it, before the next optimizer
+  step and before that step's checkpoint (verl would skip the update and go on, saving the run).
+- Rows with no loss token within ``data.max_length`` are counted when the dataset is built; a run where every
+  row is such is refused (and a global batch without a loss token stops with an error from the loss).
+- A finished run started again trains nothing (verl would train one more step when
+  ``trainer.total_training_steps`` ends mid-epoch).
+
+The dataset comes from the loss's registry entry (``dft.losses.LossSpec.data``) and ``data.format``
+(``dft.formats``): ``dft.datasets.dataset_for`` names the class, set through verl's ``data.custom_cls``. For
+``dpo`` the loader yields pairs as consecutive rows, and every batch carries verl's ``force_group_size=2`` so
+that the engine's micro-batching (fixed or dynamic) never splits a pair.
 """
 
+import math
 import os
 from functools import cached_property, wraps
 
@@ -20,7 +30,8 @@ from omegaconf import DictConfig, open_dict
 from verl.utils import tensordict_utils as tu
 from verl.utils.metric import Metric
 
-from dft.datasets import PAIR_SIDES, PairCollator, ref_column
+from dft.datasets import PAIR_SIDES, PairCollator, dataset_for
+from dft.formats import check_format, file_format, rows_without_loss_tokens
 from dft.losses import LossConfig, get_loss_fn, loss_config_from
 
 
@@ -34,17 +45,20 @@ def reduce_metric_values(metrics: dict) -> dict:
     return metrics
 
 
-def _reduce_output_metrics(output):
+def _reduce_output_metrics(output, check=None):
     if output is not None and "metrics" in output.keys():
-        reduce_metric_values(tu.get(output, "metrics"))
+        metrics = reduce_metric_values(tu.get(output, "metrics"))
+        if check is not None:
+            check(metrics)
     return output
 
 
-def with_reduced_metrics(call, group_size: int = 1):
+def with_reduced_metrics(call, group_size: int = 1, check=None):
     """Wrap a training client's ``train_batch``/``infer_batch`` so the returned metrics are plain floats.
 
     Works for the SPMD worker (returns a TensorDict or None) and the Ray worker group (returns a future whose
-    ``get()`` gives the TensorDict). ``group_size > 1`` keeps that many consecutive rows in one micro-batch.
+    ``get()`` gives the TensorDict). ``group_size > 1`` keeps that many consecutive rows in one micro-batch;
+    ``check(metrics)`` sees the reduced metrics of every call.
     """
 
     @wraps(call)
@@ -53,49 +67,99 @@ def with_reduced_metrics(call, group_size: int = 1):
             tu.assign_non_tensor(data, force_group_size=group_size)
         output = call(data, *args, **kwargs)
         if hasattr(output, "get") and callable(output.get) and not hasattr(output, "keys"):
-            return _ReducingFuture(output)
-        return _reduce_output_metrics(output)
+            return _ReducingFuture(output, check)
+        return _reduce_output_metrics(output, check)
 
     return wrapped
 
 
 class _ReducingFuture:
-    def __init__(self, future):
-        self._future = future
+    def __init__(self, future, check=None):
+        self._future, self._check = future, check
 
     def get(self):
-        return _reduce_output_metrics(self._future.get())
+        return _reduce_output_metrics(self._future.get(), self._check)
 
 
-class _LossSwap:
-    """The part both trainers share: after verl builds its engine, set our loss and reduce its metrics."""
+class NonFiniteLoss(RuntimeError):
+    """A training step produced a loss that is NaN or infinite; the run stops before its next optimizer step."""
+
+
+class _DFTTrainer:
+    """What both trainers add to verl's: our loss and its dataset, reduced metrics, and the run guards."""
 
     @cached_property
     def loss_config(self) -> LossConfig:
         # verl's two trainers build the engine and the dataloader in opposite orders; both read this
         return loss_config_from(self.config.get("loss"))
 
+    def _build_dataset(self):
+        super()._build_dataset()
+        if self.loss_config.spec.data != "pairs":  # a pair's rows are its prompt and two responses: not counted
+            report_rows_without_loss_tokens(self.config, self.train_dataset, verbose=getattr(self, "rank", 0) == 0)
+
     def _build_engine(self):
         super()._build_engine()
         self.loss_fn = get_loss_fn(self.loss_config)
         self.training_client.set_loss_fn(loss_fn=self.loss_fn)
-        group = len(PAIR_SIDES) if self.loss_config.needs_pairs else 1
-        self.training_client.train_batch = with_reduced_metrics(self.training_client.train_batch, group)
-        self.training_client.infer_batch = with_reduced_metrics(self.training_client.infer_batch, group)
+        group = len(PAIR_SIDES) if self.loss_config.spec.data == "pairs" else 1
+        self.steps_run = 0
+        client = self.training_client
+        client.train_batch = with_reduced_metrics(client.train_batch, group, check=self.check_step)
+        client.infer_batch = with_reduced_metrics(client.infer_batch, group)
+
+    def check_step(self, metrics: dict) -> None:
+        """Stop the run on a non-finite loss, naming the step, before ``fit`` logs or checkpoints it."""
+        self.steps_run += 1
+        loss = metrics.get("loss")
+        if loss is not None and not math.isfinite(loss):
+            step = getattr(self, "resume_global_step", 0) + self.steps_run
+            raise NonFiniteLoss(
+                f"step {step}: train/loss is {loss} (grad_norm {metrics.get('grad_norm')}); stopping before the "
+                f"next optimizer step, without a checkpoint of these weights (checkpoints in "
+                f"{self.config.trainer.default_local_dir} end before step {step})"
+            )
 
     def _build_dataloader(self):
         super()._build_dataloader()
-        if self.loss_config.needs_pairs:
+        if self.loss_config.spec.data == "pairs":
             # one dataset item is a pair; the batch the engine sees is chosen_0, rejected_0, chosen_1, ...
             for loader in (self.train_dataloader, getattr(self, "val_dataloader", None)):
                 if loader is not None:
                     loader.collate_fn = PairCollator(self.collate_fn)
 
+    def fit(self):
+        """verl's ``fit``, unless the run's checkpoints already reach ``total_training_steps``."""
+        done, total = self.resume_global_step, self.total_training_steps
+        if done >= total:
+            print(f"[dft] {self.config.trainer.default_local_dir} holds step {done} of {total}: nothing to train")
+            return None
+        return super().fit()
+
+
+def report_rows_without_loss_tokens(config: DictConfig, dataset, verbose: bool = True) -> list[int]:
+    """Count the rows of a conversation dataset whose first trained token lies beyond ``data.max_length`` (or that
+    have no assistant turn); print the count, refuse data where every row is such."""
+    if not hasattr(dataset, "messages"):  # a custom dataset of another kind
+        return []
+    fmt, rows = config.data.get("format", "chat"), dataset.messages
+    template = getattr(dataset, "template", None)
+    empty = rows_without_loss_tokens(dataset.tokenizer, rows, fmt, config.data.max_length, template)
+    where = f"data.train_files ({', '.join(map(str, dataset.parquet_files))})"
+    if empty and len(empty) == len(rows):
+        raise ValueError(f"{where}: no row has a loss token within data.max_length={config.data.max_length}")
+    if empty and verbose:
+        shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+        print(f"[dft] {where}: {len(empty)} of {len(rows)} rows have no loss token within data.max_length="
+              f"{config.data.max_length} (rows {shown}); they add nothing to the loss. Prepare the data with "
+              "--max-length to skip them.")  # fmt: skip
+    return empty
+
 
 def _spmd_trainer_cls():
     from verl.trainer.sft_trainer import SFTTrainer
 
-    class DFTTrainer(_LossSwap, SFTTrainer):
+    class DFTTrainer(_DFTTrainer, SFTTrainer):
         """verl's torchrun engine SFT trainer, with the loss from ``config.loss``."""
 
     return DFTTrainer
@@ -104,7 +168,7 @@ def _spmd_trainer_cls():
 def _ray_trainer_cls():
     from verl.trainer.sft_trainer_ray import SFTTrainer
 
-    class DFTRayTrainer(_LossSwap, SFTTrainer):
+    class DFTRayTrainer(_DFTTrainer, SFTTrainer):
         """verl's Ray engine SFT trainer, with the loss from ``config.loss``."""
 
     return DFTRayTrainer
@@ -136,25 +200,29 @@ def check_data_files(config: DictConfig, training: bool = True) -> None:
                              f"{config.data.train_batch_size}: not one full batch ({', '.join(train)})")  # fmt: skip
 
 
-def _flash_attn_installed() -> bool:
+def _installed(package: str) -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("flash_attn") is not None
+    return importlib.util.find_spec(package) is not None
 
 
 def adapt_to_machine(config: DictConfig) -> list[str]:
-    """Adjust what a CPU-only machine or a missing flash-attn cannot run; return what was changed.
+    """Adjust what a CPU-only machine, or a missing flash-attn or liger-kernel, cannot run; return what was changed.
 
-    Nothing changes on a CUDA machine with flash-attn installed.
+    Nothing changes on a CUDA machine with flash-attn (and, where asked for, liger-kernel) installed.
     """
     from dft.cpu_platform import on_cpu
 
     changes = []
     with open_dict(config):
         override = config.model.setdefault("override_config", {})
-        if not _flash_attn_installed() and "attn_implementation" not in override:
+        if not _installed("flash_attn") and "attn_implementation" not in override:
             override["attn_implementation"] = "sdpa"
             changes.append("model.override_config.attn_implementation=sdpa (flash-attn is not installed)")
+        if config.model.get("use_liger") and not _installed("liger_kernel"):
+            # liger's kernels change speed and memory, not the objective
+            config.model.use_liger = False
+            changes.append("model.use_liger=False (liger-kernel is not installed)")
         if on_cpu():
             wanted = {"trainer.device": "cpu", "engine.strategy": "fsdp2", "engine.use_torch_compile": False}
             for key, value in wanted.items():
@@ -183,37 +251,46 @@ def check_sequence_parallel(config: DictConfig) -> None:
         )
 
 
-DATASET_FOR_LOSS = {"iw_sft": "ReferenceScoredDataset", "dpo": "PreferencePairDataset"}
-
-
-def required_columns(loss: LossConfig) -> list[str]:
-    """The data columns a loss reads besides verl's conversation."""
-    if loss.needs_pairs:
-        return ["prompt", *PAIR_SIDES, *(ref_column(side) for side in PAIR_SIDES)]
-    return [ref_column()] if loss.needs_reference else []
+def _local_parquets(config: DictConfig) -> list[tuple[str, str]]:
+    return [(field, path) for field in ("train_files", "val_files") for path in _local_files(config.data.get(field))
+            if path.endswith(".parquet")]  # fmt: skip
 
 
 def choose_dataset(config: DictConfig, loss: LossConfig) -> None:
-    """Point verl's ``data.custom_cls`` at the dataset the loss needs and check the files have its columns."""
+    """Point verl's ``data.custom_cls`` at the dataset for ``data.format`` and the loss, and check that the files
+    have the loss's columns and were prepared in that format."""
     import pyarrow.parquet as pq
 
-    if loss.name not in DATASET_FOR_LOSS:
-        return
+    fmt = check_format(config.data.get("format", "chat"))
+    name = dataset_for(fmt, loss.spec.data)
     with open_dict(config):
         custom = config.data.setdefault("custom_cls", {})
-        if not custom.get("path"):
-            custom["path"], custom["name"] = "pkg://dft.datasets", DATASET_FOR_LOSS[loss.name]
-    if config.data.get("pad_mode", "no_padding") != "no_padding":
+        if name and not custom.get("path"):
+            custom["path"], custom["name"] = "pkg://dft.datasets", name
+    if loss.spec.data != "conversation" and config.data.get("pad_mode", "no_padding") != "no_padding":
         raise ValueError(f"loss.name={loss.name} needs data.pad_mode=no_padding (got {config.data.pad_mode})")
-    for field in ("train_files", "val_files"):
-        for path in _local_files(config.data.get(field)):
-            if path.endswith(".parquet"):
-                missing = [c for c in required_columns(loss) if c not in pq.read_schema(path).names]
-                if missing:
-                    raise ValueError(
-                        f"data.{field}: {path} lacks column(s) {missing} that loss.name={loss.name} needs; "
-                        "reference log-probs are added by `python -m dft.ref_logprobs`"
-                    )
+    for field, path in _local_parquets(config):
+        missing = [c for c in loss.spec.columns if c not in pq.read_schema(path).names]
+        if missing:
+            raise ValueError(
+                f"data.{field}: {path} lacks column(s) {missing} that loss.name={loss.name} needs; "
+                "reference log-probs are added by `python -m dft.ref_logprobs`"
+            )
+        prepared = file_format(path)
+        if prepared is not None and prepared != fmt:
+            raise ValueError(
+                f"data.{field}: {path} was prepared in the {prepared!r} format, but data.format={fmt}: prepare it "
+                f"with --format {fmt} (dft.data) or set data.format={prepared}"
+            )
+
+
+def check_normalization(config: DictConfig, loss: LossConfig) -> None:
+    """The official normalisation averages per micro-batch of fixed size, as the official trainer did."""
+    if loss.normalization == "official" and config.data.get("use_dynamic_bsz", False):
+        raise ValueError(
+            "loss.normalization=official takes a mean per micro-batch of data.micro_batch_size_per_gpu rows: set "
+            "data.use_dynamic_bsz=False (setting=paper does)"
+        )
 
 
 def prepare_config(config: DictConfig, training: bool = True) -> DictConfig:
@@ -221,6 +298,7 @@ def prepare_config(config: DictConfig, training: bool = True) -> DictConfig:
     (scoring data with ``dft.ref_logprobs``) accepts data smaller than one training batch."""
     loss = loss_config_from(config.get("loss"))
     check_data_files(config, training)
+    check_normalization(config, loss)
     choose_dataset(config, loss)
     for change in adapt_to_machine(config):
         print(f"[dft] {change}")

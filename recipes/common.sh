@@ -49,9 +49,27 @@ evaluate() {
     sampling.n="$EVAL_SAMPLES" "$@"
 }
 
-# prepare_numina: the paper's SFT data, N_TRAIN random NuminaMath-CoT examples (dft.data.numina).
+# The paper's rows train with setting=paper (configs/setting/paper.yaml: the official normalisation, data format,
+# bf16 master weights, micro-batch 4) on the official prep's rows; SETTING=corrected trains them with ours instead.
+SETTING=${SETTING:-paper}
+# prepare_numina_paper: the official code's data, the first N_TRAIN NuminaMath-CoT rows in the official format.
+prepare_numina_paper() {
+  run python -m dft.data.numina --out "$DATA/numina-paper" --format official --n "$N_TRAIN" --selection first
+}
+
+# prepare_numina: N_TRAIN random NuminaMath-CoT rows with a boxed answer, chat format (setting=corrected's data,
+# and the problems rejection sampling and RL start from).
 prepare_numina() {
   run python -m dft.data.numina --out "$DATA/numina" --n "$N_TRAIN" --selection random --seed 0 --on-bad-row skip
+}
+
+# numina_for SETTING: the prepared NuminaMath-CoT file a setting trains on (after prepare_numina_for SETTING).
+numina_for() {
+  if [ "$1" = paper ]; then echo "$DATA/numina-paper/train.parquet"; else echo "$DATA/numina/train.parquet"; fi
+}
+
+prepare_numina_for() {
+  if [ "$1" = paper ]; then prepare_numina_paper; else prepare_numina; fi
 }
 
 # hub_id PRESET: the model a preset trains (its model.path).

@@ -107,3 +107,60 @@ def test_training_files_smaller_than_one_batch_fail_with_the_counts(tiny, tmp_pa
     result = run_module("dft.train", args, tmp_path / "log.jsonl")
     assert result.returncode != 0
     assert "data.train_files hold 256 rows, fewer than data.train_batch_size=100000" in result.stderr
+
+
+SETTINGS = sorted(p.stem for p in (REPO / "configs" / "setting").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_every_setting_composes_with_every_paper_preset(setting):
+    from dft.datasets import dataset_for
+    from dft.trainer import check_normalization
+
+    for preset in (p for p in PRESETS if p != "tiny-cpu"):
+        cfg = compose_config([f"preset={preset}", f"setting={setting}"])
+        loss = loss_config_from(cfg.loss)
+        check_normalization(cfg, loss)
+        dataset_for(cfg.data.format, loss.spec.data)
+        if setting != "dpo":  # the preset's learning rate survives (dpo sets the paper's offline 1e-6)
+            assert cfg.optim.lr == PAPER_LR.get(preset, 5e-5)
+
+
+def test_setting_paper_sets_what_the_official_launch_sets():
+    cfg = compose_config(["preset=qwen2.5-math-1.5b", "setting=paper"])
+    official = {
+        "loss.normalization": "official",
+        "data.format": "official",
+        "data.micro_batch_size_per_gpu": 4,
+        "data.use_dynamic_bsz": False,
+        "data.train_batch_size": 256,
+        "data.max_length": 2048,
+        "data.truncation": "right",
+        "engine.model_dtype": "bf16",
+        "model.use_liger": True,
+        "model.use_remove_padding": True,
+        "optim.lr": 5e-5,
+        "optim.betas": [0.9, 0.95],
+        "optim.weight_decay": 0.01,
+        "optim.clip_grad": 1.0,
+        "optim.lr_scheduler_type": "cosine",
+        "optim.lr_warmup_steps_ratio": 0.1,
+        "trainer.total_epochs": 1,
+    }
+    from omegaconf import OmegaConf
+
+    assert {key: OmegaConf.select(cfg, key) for key in official} == official
+    corrected = compose_config(["preset=qwen2.5-math-1.5b", "setting=corrected"])
+    assert (corrected.loss.normalization, corrected.data.format, corrected.engine.model_dtype) == (
+        "token",
+        "chat",
+        "fp32",
+    )
+
+
+def test_official_normalization_with_dynamic_micro_batches_is_refused_before_training(tiny, tmp_path):
+    args = [f"model.path={tiny.model_dir}", f"data.train_files={tiny.train_parquet}", "loss.normalization=official"]
+    result = run_module("dft.train", args, tmp_path / "log.jsonl")
+    assert result.returncode != 0
+    assert "loss.normalization=official takes a mean per micro-batch" in result.stderr
+    assert "data.use_dynamic_bsz=False" in result.stderr

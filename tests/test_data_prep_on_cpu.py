@@ -180,10 +180,13 @@ def test_max_length_counts_chat_template_tokens_as_verl_does(tiny, tmp_path):
     rows[5]["solution"] = "long " * 300 + "\\boxed{1}"
     path = write_jsonl(tmp_path / "in.jsonl", rows)
     args = ["--input", str(path), "--max-length", "64", "--tokenizer", str(tiny.model_dir)]
-    with pytest.raises(DataPrepError, match=r"line 6: field 'messages' is \d+ tokens in the chat template, more than"):
-        prepare(numina.SPEC, PrepOptions(tmp_path / "e", "local", path, max_length=64, tokenizer=str(tiny.model_dir)))
-    got = numina.main([*args, "--out", str(tmp_path / "o"), "--on-bad-row", "skip"])
+    opts = PrepOptions(tmp_path / "e", "local", path, max_length=64, tokenizer=str(tiny.model_dir), over_length="error")
+    with pytest.raises(DataPrepError, match=r"line 6: field 'messages' is \d+ tokens in the chat format, more than"):
+        prepare(numina.SPEC, opts)
+    # by default over-length rows are skipped (even under --on-bad-row error), counted and every one listed
+    got = numina.main([*args, "--out", str(tmp_path / "o")])
     assert got["skipped"] == {"longer than max_length": 1} and got["train_rows"] == 7
+    assert got["over_length"] == {"policy": "skip", "max_length": 64, "skipped_rows": [f"{path}: line 6"]}
     assert got["token_lengths"]["max"] <= 64
     # verl's dataset, failing on any row longer than max_length, reads every row at the length we measured
     tokenizer = AutoTokenizer.from_pretrained(tiny.model_dir)
@@ -198,7 +201,7 @@ def test_an_interrupted_write_leaves_no_parquet_and_keeps_an_earlier_one_whole(t
     path = write_jsonl(tmp_path / "in.jsonl", numina_rows(10))
     out = tmp_path / "o"
 
-    def crash(examples, tmp):
+    def crash(examples, tmp, fmt="chat"):
         Path(tmp).write_bytes(b"PAR1 half a file")
         raise KeyboardInterrupt
 
@@ -279,3 +282,39 @@ def test_every_prep_writes_parquet_that_verls_sft_dataset_reads_with_loss_on_the
         dataset = MultiTurnSFTDataset(str(tmp_path / name / "train.parquet"), tokenizer, config)
         assert len(dataset) == 4, name
         assert all(dataset[i]["loss_mask"].sum() > 0 for i in range(4)), name
+
+
+def test_official_format_takes_exactly_the_first_rows_as_the_official_prep_kept_them(tiny, tmp_path):
+    from dft.formats import file_format
+
+    rows = numina_rows(12)
+    rows[2]["solution"] = "No box here, the answer is 4.\n"  # the official prep kept rows without \boxed{}
+    rows[4]["problem"] = "  Spaced problem?  "  # and strips nothing
+    rows[5]["solution"] = "long " * 300 + "\\boxed{1}"  # over max_length: kept, training cuts it on the right
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    args = ["--input", str(path), "--format", "official", "--n", "8", "--selection", "first", "--max-length", "64",
+            "--tokenizer", str(tiny.model_dir), "--over-length", "truncate", "--out", str(tmp_path / "o")]  # fmt: skip
+    got = numina.main(args)
+    assert (got["train_rows"], got["skipped_rows"], got["format"]) == (8, 0, "official")
+    train = read(tmp_path / "o")
+    assert list(train.id) == [f"numina-{i}" for i in range(8)]
+    for i, messages in enumerate(train.messages):
+        assert [(m["role"], m["content"]) for m in messages] == [("user", rows[i]["problem"]),
+                                                                 ("assistant", rows[i]["solution"])]  # fmt: skip
+    assert train.answer[2] == "" and train.answer[3] == "6"
+    assert file_format(tmp_path / "o" / "train.parquet") == "official"
+    # the chat format needs a box, so the same selection skips row 2 and reaches past row 7
+    chat = numina.main([*args[:2], "--n", "8", "--selection", "first", "--on-bad-row", "skip", "--out",
+                        str(tmp_path / "c")])  # fmt: skip
+    assert list(read(tmp_path / "c").id)[-1] == "numina-8" and chat["skipped_rows"] == 1
+
+
+def test_a_row_left_without_loss_tokens_by_truncation_is_refused(tiny, tmp_path):
+    rows = numina_rows(4)
+    rows[1]["problem"] = "very " * 200 + "long problem?"
+    path = write_jsonl(tmp_path / "in.jsonl", rows)
+    for fmt in ("chat", "official"):
+        opts = PrepOptions(tmp_path / fmt, "local", path, max_length=64, tokenizer=str(tiny.model_dir),
+                           over_length="truncate", format=fmt)  # fmt: skip
+        with pytest.raises(DataPrepError, match=r"line 2: field 'messages' has no loss token within --max-length 64"):
+            prepare(numina.SPEC, opts)

@@ -214,3 +214,110 @@ def test_bad_loss_options_are_named():
         loss_config_from({"name": "dft", "weight_floor": 1.5})
     with pytest.raises(ValueError, match=r"unknown key\(s\) in the loss section: \['floor'\]"):
         loss_config_from({"name": "dft", "floor": 0.1})
+
+
+# --- loss.normalization=official: the official DFT trainer's per-micro-batch means -------------------------------
+
+EIGHT = dict(lengths=[7, 12, 5, 9, 6, 8, 11, 4], prompt_lengths=[3, 4, 2, 5, 1, 2, 6, 1], vocab=11)
+
+
+def engine_step(loss_fn, seqs, parts, micro_batch_size):
+    """Run a loss over (rank, micro-batch) parts as verl's engine does with fixed micro-batches: backward on each
+    micro-batch's loss, logged loss = sum over micro-batches averaged over ranks, gradients averaged over ranks."""
+    dp_size = len(parts)
+    logits = [s["logits"].detach().clone().requires_grad_(True) for s in seqs]
+    total_tokens = sum(int(s["mask"].sum()) for s in seqs)
+    logged = 0.0
+    for rank_parts in parts:
+        for idx in rank_parts:
+            part = [dict(seqs[i], logits=logits[i]) for i in idx]
+            model_output, data = nested_batch(part, engine_log_probs(part), total_tokens, dp_size)
+            tu.assign_non_tensor(data, global_batch_size=len(seqs), micro_batch_size_per_gpu=micro_batch_size,
+                                 use_dynamic_bsz=False)  # fmt: skip
+            loss, _ = loss_fn(model_output, data)
+            loss.backward()
+            logged += loss.item() / dp_size
+    return logged, [g.grad / dp_size for g in logits]
+
+
+def official_reference(name, seqs, parts):
+    """The official formula in float64 from raw logits: J = 1/R sum_r sum_m mean_{t in m} w_t CE_t; its gradient,
+    and the logged value J / M."""
+    logits = [s["logits"].detach().clone().requires_grad_(True) for s in seqs]
+    objective = 0.0
+    for rank_parts in parts:
+        for idx in rank_parts:
+            terms = []
+            for i in idx:
+                for j in torch.nonzero(seqs[i]["mask"]).flatten().tolist():
+                    ce = F.cross_entropy(logits[i][j - 1][None], seqs[i]["ids"][j][None])
+                    terms.append(torch.exp(-ce.detach()) * ce if name == "dft" else ce)
+            objective = objective + torch.stack(terms).mean() / len(parts)
+    objective.backward()
+    return objective.item() / len(parts[0]), [g.grad for g in logits]
+
+
+@pytest.mark.parametrize("name", ["sft", "dft"])
+def test_official_normalization_matches_its_float64_formula(name):
+    seqs = make_sequences(**EIGHT)
+    loss_fn = get_loss_fn(LossConfig(name, normalization="official"))
+    for parts, mbs in (([[[0, 1], [2, 3]], [[4, 5], [6, 7]]], 2), ([[[0], [1], [2], [3], [4], [5], [6], [7]]], 1)):
+        logged, grads = engine_step(loss_fn, seqs, parts, mbs)
+        ref_logged, ref_grads = official_reference(name, seqs, parts)
+        assert math.isclose(logged, ref_logged, rel_tol=1e-12)
+        for g, r in zip(grads, ref_grads):
+            torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-15)
+
+
+def test_official_gradient_depends_on_the_split_as_its_formula_predicts():
+    seqs = make_sequences(**EIGHT)
+    official = get_loss_fn(LossConfig("dft", normalization="official"))
+    token = get_loss_fn(LossConfig("dft"))
+    by_two = [[[0, 1], [2, 3]], [[4, 5], [6, 7]]]
+    token_logged, token_grads = engine_step(token, seqs, by_two, 2)
+    logged, grads = engine_step(official, seqs, by_two, 2)
+    # per token, official / token = N / (R * n_m): tokens of short micro-batches weigh more
+    tokens = sum(int(s["mask"].sum()) for s in seqs)
+    for rank_parts in by_two:
+        for idx in rank_parts:
+            n_m = sum(int(seqs[i]["mask"].sum()) for i in idx)
+            for i in idx:
+                torch.testing.assert_close(grads[i], token_grads[i] * tokens / (2 * n_m), rtol=1e-10, atol=1e-15)
+    # the logged loss is the mean of micro-batch means, not the token mean
+    assert not math.isclose(logged, token_logged, rel_tol=1e-3)
+    # equal token counts per micro-batch: exactly M = 2 micro-batches per rank times the token-mean gradient
+    equal = make_sequences([6] * 8, [2] * 8, vocab=11)
+    _, g_token = engine_step(token, equal, by_two, 2)
+    _, g_official = engine_step(official, equal, by_two, 2)
+    for a, b in zip(g_official, g_token):
+        torch.testing.assert_close(a, 2 * b, rtol=1e-10, atol=1e-15)
+
+
+def test_official_normalization_refuses_dynamic_micro_batches():
+    seqs = make_sequences(**SEQS)
+    model_output, data = nested_batch(seqs, engine_log_probs(seqs))
+    tu.assign_non_tensor(data, global_batch_size=4, micro_batch_size_per_gpu=2, use_dynamic_bsz=True)
+    with pytest.raises(ValueError, match="set data.use_dynamic_bsz=False"):
+        dft_loss(LossConfig("dft", normalization="official"), model_output, data)
+
+
+@pytest.mark.parametrize("normalization", ["token", "official"])
+def test_a_batch_without_loss_tokens_is_an_error_not_a_nan(normalization):
+    seqs = make_sequences([5, 6], [5, 6], vocab=11)  # prompts only
+    model_output, data = nested_batch(seqs, engine_log_probs(seqs))
+    tu.assign_non_tensor(data, global_batch_size=2, micro_batch_size_per_gpu=2, use_dynamic_bsz=False)
+    with pytest.raises(ValueError, match="this global batch has no loss token"):
+        dft_loss(LossConfig("dft", normalization=normalization), model_output, data)
+
+
+def test_every_registered_loss_declares_its_needs_and_the_trainer_config_lists_its_options():
+    from conftest import compose_config
+
+    from dft.datasets import DATASETS
+    from dft.losses import LOSSES
+
+    for name, spec in LOSSES.items():
+        assert ("chat", spec.data) in DATASETS and spec.unit in ("token", "pair"), name
+    # every LossConfig field is a key of the trainer config's loss section, with the same default
+    section = compose_config().loss
+    assert dict(section) == {k: v.default for k, v in LossConfig.__dataclass_fields__.items()}

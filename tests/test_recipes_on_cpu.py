@@ -30,7 +30,8 @@ def programs(lines):
 
 
 def test_there_is_a_recipe_for_every_table_and_figure_with_a_readme():
-    expected = {"table1", "table2", "table3", "fig1_dynamics", "fig2_token_probs", "fig3_lr_bs", "cft", "lora"}
+    expected = {"table1", "table2", "table3", "fig1_dynamics", "fig2_token_probs", "fig3_lr_bs", "cft", "lora",
+                "normalization"}  # fmt: skip
     assert set(RECIPES) == expected
     for recipe in RECIPES:
         readme = (REPO / "recipes" / recipe / "README.md").read_text()
@@ -153,3 +154,42 @@ def test_the_table_renders_from_the_summaries_the_recipe_writes(recipe, table, t
         model, method = key.split("/", 1)
         assert f"| {value} / " in rows[(model, method)].replace("**", ""), (key, rows[(model, method)])
     assert (tmp_path / f"{table}.md").exists()
+
+
+def test_the_papers_rows_train_with_setting_paper_on_the_official_rows():
+    lines = dry_run("table1", MODELS="qwen2.5-math-1.5b")
+    prep = shlex.split(next(line for line in lines if " -m dft.data.numina " in line))
+    assert prep[prep.index("--format") + 1] == "official" and prep[prep.index("--selection") + 1] == "first"
+    for line in (line for line in lines if " -m dft.train " in line):
+        argv = shlex.split(line)
+        assert "setting=paper" in argv and "data.train_files=data/numina-paper/train.parquet" in argv
+    corrected = [shlex.split(line) for line in dry_run("table1", SETTING="corrected") if " -m dft.train " in line]
+    assert all("setting=corrected" in argv and "data.train_files=data/numina/train.parquet" in argv
+               for argv in corrected)  # fmt: skip
+
+
+def test_the_normalization_recipe_trains_both_normalisations_and_renders_one_table(tmp_path, capsys):
+    import json
+
+    from dft.ablations import main as ablations_main
+
+    lines = dry_run("normalization", RUNS=str(tmp_path))
+    trainings = [shlex.split(line) for line in lines if " -m dft.train " in line]
+    runs = {(next(a for a in argv if a.startswith("loss.name=")), next(a for a in argv if "normalization=" in a))
+            for argv in trainings}  # fmt: skip
+    assert runs == {(f"loss.name={loss}", f"loss.normalization={norm}") for loss in ("sft", "dft")
+                    for norm in ("official", "token")}  # fmt: skip
+    assert all("setting=paper" in argv for argv in trainings)
+    argv = shlex.split(next(line for line in lines if " -m dft.ablations " in line))
+    for number, run in enumerate(argv[i + 1] for i, arg in enumerate(argv) if arg == "--run"):
+        metrics = {name: {"avg@16": 0.1 + number / 100} for name in ("math500", "minerva_math", "olympiadbench",
+                                                                    "aime24", "amc23")}  # fmt: skip
+        path = Path(run.split("=", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"benchmarks": metrics}))
+    ablations_main(argv[argv.index("normalization") :])
+    table = capsys.readouterr().out
+    # runs 0-3: SFT/official, SFT/token, DFT/official, DFT/token
+    assert "| SFT | official | 10.00 |" in table and "| SFT | token | 11.00 |" in table
+    assert "| DFT | official - token | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 |" in table
+    assert (tmp_path / "normalization.md").exists()

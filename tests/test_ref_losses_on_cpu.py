@@ -187,3 +187,34 @@ def test_stored_reference_values_land_on_target_positions_and_a_wrong_count_name
     assert placed.tolist() == [0.0, 0.0, -1.0, -2.0, -3.0, 0.0]
     with pytest.raises(ValueError, match=r"f.parquet row 7: 2 reference log-probs for 3 target tokens"):
         place_on_targets(loss_mask, [-1.0, -2.0], "f.parquet row 7")
+
+
+def test_official_normalization_of_dpo_and_iw_sft_is_a_mean_per_micro_batch():
+    # 2 ranks x 2 micro-batches of 1 pair (2 rows): the official gradient is M = 2 times the pair-mean one, and
+    # the logged value the mean of micro-batch means (equal pair counts: the pair mean)
+    seqs = make_sequences(lengths=[7, 12, 5, 9, 6, 8, 10, 4], prompt_lengths=[3, 4, 2, 5, 1, 2, 3, 1], vocab=11)
+    ref = reference_values(seqs, shift_per_seq=[0.2, -0.1, 0.0, 0.3, -0.4, 0.1, 0.5, -0.2])
+    parts = [[[0, 1], [2, 3]], [[4, 5], [6, 7]]]
+    results = {}
+    for norm in ("token", "official"):
+        logits = [s["logits"].detach().clone().requires_grad_(True) for s in seqs]
+        pieces, logged = torch.split(ref, [len(s["ids"]) for s in seqs]), 0.0
+        for rank_parts in parts:
+            for idx in rank_parts:
+                part = [dict(seqs[i], logits=logits[i]) for i in idx]
+                batch = with_reference(part, torch.cat([pieces[i] for i in idx]), dp_size=2, global_pairs=4)
+                tu.assign_non_tensor(batch[1], micro_batch_size_per_gpu=1, use_dynamic_bsz=False)
+                loss, _ = dpo_loss(LossConfig("dpo", normalization=norm), *batch)
+                loss.backward()
+                logged += loss.item() / 2
+        results[norm] = logged, [g.grad / 2 for g in logits]
+    assert math.isclose(results["official"][0], results["token"][0], rel_tol=1e-12)
+    for official, token in zip(results["official"][1], results["token"][1]):
+        torch.testing.assert_close(official, 2 * token, rtol=1e-10, atol=1e-15)
+    # iw-SFT: one micro-batch of the whole batch (M = 1) is the token mean itself
+    ref4 = reference_values(seqs[:4], shift_per_seq=[0.0, 0.4, -0.2, 0.0])
+    batch = with_reference(seqs[:4], ref4)
+    tu.assign_non_tensor(batch[1], global_batch_size=4, micro_batch_size_per_gpu=4, use_dynamic_bsz=False)
+    official, _ = iw_sft_loss(LossConfig("iw_sft", normalization="official"), *batch)
+    token, _ = iw_sft_loss(LossConfig("iw_sft"), *batch)
+    torch.testing.assert_close(official, token, rtol=1e-12, atol=0)

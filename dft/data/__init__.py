@@ -4,7 +4,8 @@ One module per dataset, ``numina`` (NuminaMath-CoT, the paper's training set), `
 (GSM8K train) and ``cft`` (WebInstruct-CFT critiques), all built on :mod:`dft.data.common`, which holds the
 reading (hub or local jsonl/parquet), the validation policy (``--on-bad-row error|skip``), selection
 (``--n --selection random|first --seed``), the validation split (``--val-size``), the token-length limit
-(``--max-length --tokenizer``), the atomic writes and ``report.json``. Each writes ``DIR/train.parquet`` (and
+(``--max-length --tokenizer --over-length``), the data format (``--format chat|official``), the atomic writes and
+``report.json``. Each writes ``DIR/train.parquet`` (and
 ``DIR/val.parquet``) with the columns verl's ``MultiTurnSFTDataset`` reads, ``messages`` (one user and one
 assistant turn), plus ``id``, ``answer`` (the gold final answer, kept for later verification) and ``source``.
 
@@ -14,11 +15,17 @@ The user message is exactly the one the evaluation harness's default ``chat-cot`
 turn, ``problem + "\n" + "Please reason step by step, and put your final answer within \boxed{}."`` (built from
 :data:`dft.eval.prompts.PROMPT_TEMPLATES` itself, so the two cannot drift apart), and the assistant turn is the
 dataset's own solution, ending in the ``\boxed{}`` answer the grader extracts. A model fine-tuned here is
-therefore evaluated on the very prompt it was trained on, followed by the template's generation prompt. The
-base-model templates (``qwen-boxed``, ``deepseek-math``, ``llama-base-boxed``) are evaluation-only: they
-reproduce the Qwen2.5-Math harness's fixed prompt strings for comparing with published base-model numbers, and no
-training data is written in them. CFT is the exception to the instruction: its user turn is the dataset's own
-critique instruction and no CoT instruction is appended.
+therefore evaluated on the very prompt it was trained on, followed by the template's generation prompt. CFT is
+the exception to the instruction: its user turn is the dataset's own critique instruction and no CoT instruction
+is appended.
+
+``--format official`` (``dft.data.numina``; ``setting=paper``) stores what the official DFT code trained on
+instead: the bare problem as the user turn and the solution exactly as read (rows without a ``\boxed{}``
+kept). Training renders it as that code did (``dft.formats``): the chat template with the generation prompt,
+the solution followed by the tokenizer's eos. A base model without a chat template (Llama) is prompted there
+with its evaluation template (``llama-base-boxed``, ``deepseek-math``: the Qwen2.5-Math harness strings of
+``dft.eval.prompts``), so it is trained and evaluated on the same prompt. The parquet's schema metadata
+records the format.
 
 ``dft.data.rft`` (rejection sampling) reads these parquets back: it recovers the problem by removing the CoT
 instruction from the user turn and verifies samples against ``answer``.

@@ -10,12 +10,20 @@ becomes an :class:`Example` (user message, assistant solution, gold answer). Eve
   split is the first ``n`` rows of that order that pass validation, so it is exactly ``n`` rows and does not depend
   on ``val_size``; the validation split is then drawn from the rows not visited, in a second seeded permutation.
   Without ``n``, validation is drawn first and every other row is train.
-- **Validation**: a missing or empty field, a solution without the gold answer the dataset needs, or a conversation
-  longer than ``max_length`` tokens is a :class:`BadRow`. Policy ``error`` raises :class:`DataPrepError` naming
-  the file (or hub dataset), the line/row and the field; ``skip`` counts it by reason in the report. Only visited
-  rows are validated; the report's counts always add up: ``input_rows = train + val + skipped + unselected``.
-- **Length** is measured as verl's ``MultiTurnSFTDataset`` sees it: the whole conversation rendered by the
-  tokenizer's chat template (no generation prompt), tokenized without extra special tokens.
+- **Validation**: a missing or empty field, or a solution without the gold answer the dataset needs, is a
+  :class:`BadRow`. Policy ``error`` raises :class:`DataPrepError` naming the file (or hub dataset), the
+  line/row and the field; ``skip`` counts it by reason in the report. Only visited rows are validated; the
+  report's counts always add up: ``input_rows = train + val + skipped + unselected``.
+- **Length** (with ``max_length`` and a tokenizer) is measured as training tokenizes the row in its format
+  (``dft.formats``): in ``chat``, the whole conversation in the chat template (no generation prompt); in
+  ``official``, prompt + solution + eos. Over-length rows follow their own policy, ``over_length``: ``skip``
+  (default: counted, and every one listed in the report), ``truncate`` (kept; training cuts them on the right,
+  as the official trainer did; a row whose first trained token lies beyond ``max_length`` has no loss token left
+  and is a bad row) or ``error``.
+- **Format** (``format``, see ``dft.formats``): ``chat`` stores the chat-cot user message; ``official`` stores
+  the bare problem and the solution exactly as read (a dataset spec with an ``official`` converter; NuminaMath-CoT
+  keeps rows without a ``\boxed{}`` there, as the official prep did, with an empty ``answer``). With
+  ``--selection first`` and nothing refused, the train split is exactly input rows ``0..n-1``.
 - **Output** (:func:`write_splits`, :func:`write_report`): ``train.parquet``, ``val.parquet`` (only when
   ``val_size > 0``) with columns ``messages``, ``id``, ``answer``, ``source``, and ``report.json``, each written to
   a temp file in the same directory and moved into place with ``os.replace``. The old report is removed first and
@@ -35,10 +43,12 @@ from typing import Any
 
 from dft.eval.answers import last_boxed
 from dft.eval.prompts import get_template
+from dft.formats import FORMATS, encode_official, official_template, prompt_lengths, with_format
 from dft.io import atomic_write
 
 CHUNK = 512  # rows validated (and tokenized) per batch
 EXAMPLES_PER_REASON = 5  # positions of skipped rows kept in the report, per reason
+OVER_LENGTH = "longer than max_length"
 
 
 class DataPrepError(ValueError):
@@ -86,7 +96,8 @@ class DatasetSpec:
     """A dataset preparation: its name (ids are ``<name>-<row index>``), hub source and row converter.
 
     ``convert(row, extra)`` returns an :class:`Example` or raises :class:`BadRow`; ``extra`` holds the values of
-    the dataset's own CLI options, which ``add_arguments`` declares. A preparation whose rows are not SFT
+    the dataset's own CLI options, which ``add_arguments`` declares. ``official(row)`` converts a row for the
+    official format (``--format official``), where the dataset supports it. A preparation whose rows are not SFT
     conversations (``dft.data.rl``) brings its own ``validator`` (a :class:`Validator` subclass) and
     ``write(rows, split, path)`` parquet writer.
     """
@@ -98,6 +109,7 @@ class DatasetSpec:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     validator: type | None = None
     write: Callable[[list, str, str], None] | None = None
+    official: Callable[[dict], Example] | None = None
 
 
 @dataclass
@@ -116,6 +128,8 @@ class PrepOptions:
     max_length: int | None = None
     tokenizer: str | None = None
     on_bad_row: str = "error"
+    over_length: str = "skip"
+    format: str = "chat"
     extra: dict = field(default_factory=dict)
 
 
@@ -133,6 +147,12 @@ def text_field(row: dict, name: str) -> str:
     if not text:
         raise BadRow(name, "is empty", f"empty field {name!r}")
     return text
+
+
+def raw_text_field(row: dict, name: str) -> str:
+    """``row[name]`` exactly as read (the official prep strips nothing); missing, null or blank is a BadRow."""
+    text_field(row, name)
+    return str(row[name])
 
 
 def boxed_answer(solution: str, name: str) -> str:
@@ -253,6 +273,8 @@ class Validator:
         self.spec, self.inputs, self.opts, self.tokenizer = spec, inputs, opts, tokenizer
         self.skipped: Counter = Counter()
         self.skipped_examples: dict[str, list[str]] = {}
+        self.over_length_rows: list[str] = []
+        self.template = official_template(tokenizer) if tokenizer is not None and opts.format == "official" else None
 
     def __enter__(self):
         return self
@@ -261,37 +283,64 @@ class Validator:
         """Release what the checks hold (nothing here; a subclass's grader workers, say)."""
 
     def check(self, indices: Sequence[int]) -> list[Example | BadRow]:
-        """Convert a batch of rows, then measure the token length of the good ones (one tokenizer call)."""
+        """Convert a batch of rows, then measure the token lengths of the good ones (batched tokenizer calls)."""
         results = [self._convert(i) for i in indices]
         if self.tokenizer is None:
             return results
         good = [k for k, r in enumerate(results) if isinstance(r, Example)]
-        for k, length in zip(good, token_lengths(self.tokenizer, [results[k].messages() for k in good])):
-            results[k] = replace(results[k], tokens=length)
-            if self.opts.max_length is not None and length > self.opts.max_length:
-                reason = f"is {length} tokens in the chat template, more than --max-length {self.opts.max_length}"
-                results[k] = BadRow("messages", reason, "longer than max_length")
+        for k, (prompt, total) in zip(good, self.lengths([results[k] for k in good])):
+            results[k] = self._within_length(replace(results[k], tokens=total), prompt)
         return results
+
+    def lengths(self, examples: list[Example]) -> list[tuple[int | None, int]]:
+        """(tokens before the first trained token, all tokens) of each example, as training tokenizes it."""
+        if self.opts.format == "official":
+            encoded = encode_official(self.tokenizer, [(e.user, e.assistant) for e in examples], self.template)
+            return [(len(prompt), len(prompt) + len(target)) for prompt, target in encoded]
+        conversations = [e.messages() for e in examples]
+        totals = token_lengths(self.tokenizer, conversations)
+        # where training starts only matters for rows kept over-long
+        truncate = self.opts.over_length == "truncate"
+        prompts = prompt_lengths(self.tokenizer, conversations, "chat") if truncate else [None] * len(totals)
+        return list(zip(prompts, totals))
+
+    def _within_length(self, example: Example, prompt: int | None) -> Example | BadRow:
+        limit, total = self.opts.max_length, example.tokens
+        if limit is None or total <= limit:
+            return example
+        if self.opts.over_length != "truncate":
+            return BadRow("messages", f"is {total} tokens in the {self.opts.format} format, more than --max-length "
+                          f"{limit}", OVER_LENGTH)  # fmt: skip
+        if prompt is None or prompt >= limit:
+            return BadRow("messages", f"has no loss token within --max-length {limit} (the prompt alone is {prompt} "
+                          "tokens)", "no loss token within max_length")  # fmt: skip
+        return example
 
     def _convert(self, index: int) -> Example | BadRow:
         row = self.inputs.rows[index]
         if isinstance(row, BadRow):
             return row
         try:
-            example = self.spec.convert(row, self.opts.extra)
+            official = self.opts.format == "official"
+            example = self.spec.official(row) if official else self.spec.convert(row, self.opts.extra)
         except BadRow as bad:
             return bad
         return replace(example, id=f"{self.spec.name}-{index}")
 
     def reject(self, index: int, bad: BadRow) -> None:
-        """Apply the policy to a bad row: raise (``error``) or count it (``skip``)."""
+        """Apply the policy to a bad row: raise (``error``) or count it (``skip``); over-length rows follow
+        ``over_length`` and are all listed."""
         label = self.inputs.label(index)
-        if self.opts.on_bad_row == "error":
-            raise DataPrepError(f"{label}: {bad} (use --on-bad-row skip to skip such rows and count them)")
+        over_length = bad.key == OVER_LENGTH
+        if (self.opts.over_length if over_length else self.opts.on_bad_row) == "error":
+            flag = "--over-length skip" if over_length else "--on-bad-row skip"
+            raise DataPrepError(f"{label}: {bad} (use {flag} to skip such rows and count them)")
         self.skipped[bad.key] += 1
         examples = self.skipped_examples.setdefault(bad.key, [])
         if len(examples) < EXAMPLES_PER_REASON:
             examples.append(f"{label}: {bad}")
+        if over_length:
+            self.over_length_rows.append(label)
 
 
 def token_lengths(tokenizer, conversations: list[list[dict]]) -> list[int]:
@@ -361,8 +410,9 @@ def select_and_split(total: int, opts: PrepOptions, validator: Validator) -> tup
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def write_parquet(examples: list[Example], path: str) -> None:
-    """The SFT parquet: ``messages`` (list of role/content structs), ``id``, ``answer``, ``source``."""
+def write_parquet(examples: list[Example], path: str, fmt: str = "chat") -> None:
+    """The SFT parquet: ``messages`` (list of role/content structs), ``id``, ``answer``, ``source``; the schema
+    metadata records the format (``dft.formats``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -376,7 +426,7 @@ def write_parquet(examples: list[Example], path: str) -> None:
         "answer": [e.answer for e in examples],
         "source": [e.source for e in examples],
     }
-    pq.write_table(pa.table(columns, schema=schema), path)
+    pq.write_table(with_format(pa.table(columns, schema=schema), fmt), path)
 
 
 def write_splits(out: Path, train: list, val: list, write: Callable[[list, str, str], None] | None = None) -> None:
@@ -432,6 +482,12 @@ def build_report(spec: DatasetSpec, opts: PrepOptions, inputs: InputRows, splits
         "unselected_rows": unselected,
         "skipped": dict(sorted(validator.skipped.items())),
         "skipped_examples": validator.skipped_examples,
+        "format": opts.format,
+        "over_length": {
+            "policy": opts.over_length,
+            "max_length": opts.max_length,
+            "skipped_rows": validator.over_length_rows,
+        },  # fmt: skip
         "token_lengths": _length_stats(train + val),
         "options": options,
         "seconds": round(seconds, 3),
@@ -450,11 +506,15 @@ def check_options(opts: PrepOptions) -> None:
         raise DataPrepError(f"--val-size must be at least 0, got {opts.val_size}")
     if opts.selection not in ("random", "first") or opts.on_bad_row not in ("error", "skip"):
         raise DataPrepError(f"unknown --selection {opts.selection!r} or --on-bad-row {opts.on_bad_row!r}")
+    if opts.over_length not in ("skip", "truncate", "error") or opts.format not in FORMATS:
+        raise DataPrepError(f"unknown --over-length {opts.over_length!r} or --format {opts.format!r}")
 
 
 def prepare(spec: DatasetSpec, opts: PrepOptions) -> dict:
     """Read, validate, select and write one dataset as ``opts`` says; return the report (also in report.json)."""
     check_options(opts)
+    if opts.format == "official" and spec.official is None:
+        raise DataPrepError(f"{spec.name} has no official format (only a dataset the official code trained on)")
     start = time.perf_counter()
     inputs = read_input(spec, opts)
     tokenizer = None
@@ -464,7 +524,8 @@ def prepare(spec: DatasetSpec, opts: PrepOptions) -> dict:
         tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer)
     with (spec.validator or Validator)(spec, inputs, opts, tokenizer) as validator:
         splits = select_and_split(len(inputs), opts, validator)
-    write_splits(Path(opts.out), splits[0], splits[1], spec.write)
+    write = spec.write or (lambda rows, split, path: write_parquet(rows, path, opts.format))
+    write_splits(Path(opts.out), splits[0], splits[1], write)
     report = build_report(spec, opts, inputs, splits, validator, time.perf_counter() - start)
     write_report(Path(opts.out), report)
     return report
@@ -490,6 +551,15 @@ def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, help="longest conversation in tokens (needs --tokenizer)")
     parser.add_argument("--tokenizer", help="tokenizer path or hub id whose chat template measures the length")
     parser.add_argument("--on-bad-row", choices=["error", "skip"], default="error", help="default: error")
+    parser.add_argument("--over-length", choices=["skip", "truncate", "error"], default="skip",
+                        help="rows over --max-length: skip and list them (default), keep them for training to "
+                        "truncate, or stop")  # fmt: skip
+    parser.add_argument(
+        "--format",
+        choices=list(FORMATS),
+        default="chat",
+        help="chat: chat-cot user turn (default); official: the official DFT code's (dft.formats)",
+    )
     if spec.add_arguments is not None:
         spec.add_arguments(parser)
     return parser

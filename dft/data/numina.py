@@ -6,23 +6,45 @@ a bad row (``--on-bad-row skip`` to drop and count such rows). The ``source`` co
 when the row names its origin (``cn_k12``, ``olympiads``, ...).
 
 The DFT paper trains on 100,000 examples: ``--n 100000 --seed 0 --selection random`` takes a seeded random subset
-(the paper's wording), ``--selection first`` the first 100,000 rows (what the official code's
-``numina_cot.py --train_end 100000`` does). Both are reproducible. With ``skip``, "first" means the first 100,000
-rows that pass validation, and the report counts the skipped ones.
+(the paper's wording), ``--selection first`` the first 100,000 rows that pass validation. Both are reproducible.
+
+``--format official`` writes the rows as the official code's ``numina_cot.py --train_end 100000`` kept them: the
+problem and solution exactly as read, rows without a ``\boxed{}`` kept (``answer`` empty), so
+``--format official --n 100000 --selection first`` is exactly input rows 0..99,999 (``setting=paper``'s data).
+Training renders them in the official format (``dft.formats``).
 """
 
 from __future__ import annotations
 
-from dft.data.common import DatasetSpec, Example, HubSource, boxed_answer, chat_cot_user, main_for, text_field
+from dft.data.common import (
+    DatasetSpec,
+    Example,
+    HubSource,
+    boxed_answer,
+    chat_cot_user,
+    main_for,
+    raw_text_field,
+    text_field,
+)
+from dft.eval.answers import last_boxed
 
 
 def convert(row: dict, extra: dict) -> Example:
     """One NuminaMath-CoT row as a chat: chat-cot user message, the CoT solution, gold = its last boxed answer."""
     problem = text_field(row, "problem")
     solution = text_field(row, "solution")
+    return Example(chat_cot_user(problem), solution, boxed_answer(solution, "solution"), _source(row))
+
+
+def convert_official(row: dict) -> Example:
+    """One row as the official prep keeps it: bare problem, solution as read, gold = last boxed or empty."""
+    problem, solution = raw_text_field(row, "problem"), raw_text_field(row, "solution")
+    return Example(problem, solution, (last_boxed(solution) or "").strip(), _source(row))
+
+
+def _source(row: dict) -> str:
     origin = row.get("source")
-    source = f"numina_cot/{origin}" if isinstance(origin, str) and origin else "numina_cot"
-    return Example(chat_cot_user(problem), solution, boxed_answer(solution, "solution"), source)
+    return f"numina_cot/{origin}" if isinstance(origin, str) and origin else "numina_cot"
 
 
 SPEC = DatasetSpec(
@@ -30,6 +52,7 @@ SPEC = DatasetSpec(
     description="NuminaMath-CoT (AI-MO/NuminaMath-CoT): problem -> CoT solution; gold = last \\boxed{}",
     hub=HubSource("AI-MO/NuminaMath-CoT", None, "train"),
     convert=convert,
+    official=convert_official,
 )
 
 

@@ -7,7 +7,8 @@ Samples ``n`` responses per problem (paper: 4 at temperature 1.0 on 10,000 probl
 harness's backends, grades each with math-verify against the gold answer, and writes, atomically:
 
 - ``rft.parquet``: the correct responses as SFT conversations (``messages``, ``id``, ``answer``, ``sample``),
-  which ``dft.train`` trains on (RFT = SFT or DFT on this file);
+  which ``dft.train`` trains on (RFT = SFT or DFT on this file), in the data format ``format`` names
+  (``dft.formats``: ``chat``, the default, or ``official`` for ``setting=paper``);
 - ``pairs.parquet``: DPO preference pairs (see ``dft.data.pairs``);
 - ``report.json``: problems, samples, acceptance overall and per problem, problems with no correct sample,
   grading errors (left out of both files: an ungraded response is neither verified right nor wrong).
@@ -32,6 +33,7 @@ from dft.eval.grading import Grader
 from dft.eval.model_format import ModelFormat
 from dft.eval.prompts import INSTRUCTION, build_prompt
 from dft.eval.runner import run_benchmark
+from dft.formats import user_turn, with_format
 
 # Samples are drawn in the chat format the RFT data trains on: the SFT user turn in the model's chat template.
 PROMPT = "chat-cot"
@@ -56,14 +58,14 @@ def load_problems(path: str) -> list[Problem]:
     return problems
 
 
-def sft_rows(problems: list[Problem], rows: dict, n: int) -> list[dict]:
-    """The verified-correct samples as SFT conversations, in problem and sample order."""
+def sft_rows(problems: list[Problem], rows: dict, n: int, fmt: str = "chat") -> list[dict]:
+    """The verified-correct samples as SFT conversations in data format ``fmt``, in problem and sample order."""
     out = []
     for p in problems:
         for i in range(n):
             row = rows[(p.id, i)]
             if row["correct"] and not row["error"]:
-                user = p.problem + "\n" + INSTRUCTION
+                user = user_turn(p.problem, fmt)
                 messages = [{"role": "user", "content": user}, {"role": "assistant", "content": row["response"]}]
                 out.append({"messages": messages, "id": p.id, "answer": p.gold, "sample": i})
     return out
@@ -108,6 +110,17 @@ def sample_and_verify(cfg, problems: list[Problem], out: Path, input_digest: str
                                  grader.grade_many, chunk_size=cfg.chunk_size, on_rows=bar.update)  # fmt: skip
 
 
+def write_sft_parquet(rows: list[dict], fmt: str, out: Path) -> None:
+    """``rft.parquet``, its schema recording the data format (so training refuses it under another one)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dft.io import atomic_write
+
+    table = with_format(pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False), fmt)
+    atomic_write(out / "rft.parquet", lambda tmp: pq.write_table(table, tmp))
+
+
 def run(cfg) -> dict:
     out = Path(cfg.out)
     problems = load_problems(cfg.input)
@@ -115,7 +128,7 @@ def run(cfg) -> dict:
     problems = problems[: cfg.limit] if cfg.limit else problems
     rows = sample_and_verify(cfg, problems, out, digest)
     n = cfg.sampling.n
-    write_parquet_atomic(pd.DataFrame(sft_rows(problems, rows, n)), out / "rft.parquet")
+    write_sft_parquet(sft_rows(problems, rows, n, cfg.get("format", "chat")), cfg.get("format", "chat"), out)
     pairs = build_pairs(problems, rows, n, cfg.pairs.per_problem, cfg.pairs.seed)
     write_parquet_atomic(pd.DataFrame(pairs), out / "pairs.parquet")
     report = acceptance_report(problems, rows, n, len(pairs))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Figure 1: accuracy against training step, SFT vs DFT on Qwen2.5-Math-1.5B: checkpoints every SAVE_EVERY
-# steps, each evaluated, step 0 being the base model (README.md). Arguments are Hydra overrides for training.
+# steps, each evaluated, step 0 being the base model (README.md). Arguments are Hydra overrides for training,
+# which runs with setting=paper (SETTING=corrected for ours).
 source "$(dirname "$0")/../common.sh"
 MODEL=${MODEL:-qwen2.5-math-1.5b}
 LOSSES=${LOSSES:-"sft dft"}
@@ -11,12 +12,12 @@ STEPS=${STEPS:-$((N_TRAIN / 256))}
 # the benchmark the figure plots, or "average" over the five
 BENCHMARK=${BENCHMARK:-average}
 
-prepare_numina
+prepare_numina_for "$SETTING"
 evaluate "$(hub_id "$MODEL")" "$RUNS/eval/fig1/base/step_0"
 figure_runs=()
 for loss in $LOSSES; do
   run_dir="$RUNS/train/fig1/$MODEL-$loss"
-  train "$run_dir" preset="$MODEL" loss.name="$loss" data.train_files="$DATA/numina/train.parquet" \
+  train "$run_dir" preset="$MODEL" setting="$SETTING" loss.name="$loss" data.train_files="$(numina_for "$SETTING")" \
     trainer.save_freq="$SAVE_EVERY" trainer.total_training_steps="$STEPS" trainer.total_epochs=2 "$@"
   run mkdir -p "$RUNS/eval/fig1/$loss"
   run ln -sfn "$(realpath -m "$RUNS/eval/fig1/base/step_0")" "$RUNS/eval/fig1/$loss/step_0"

@@ -8,12 +8,15 @@ MODEL=${MODEL:-qwen2.5-math-1.5b}
 ROWS=${ROWS:-2000}
 METHODS=${METHODS:-"sft dft dpo ppo grpo"}
 
-run python -m dft.data.numina --out "$DATA/numina-sample" --n "$ROWS" --selection random --seed 1 --on-bad-row skip
+# in the data format the models were trained in (setting=paper: the official one; SETTING=corrected: chat)
+[ "$SETTING" = paper ] && format=official || format=chat
+run python -m dft.data.numina --out "$DATA/numina-sample" --n "$ROWS" --selection random --seed 1 --on-bad-row skip \
+  --format "$format"
 sample="$DATA/numina-sample/train.parquet"
-score "$RUNS/fig2/base.parquet" preset="$MODEL" data.train_files="$sample" "$@"
+score "$RUNS/fig2/base.parquet" preset="$MODEL" setting="$SETTING" data.train_files="$sample" "$@"
 figure_runs=(--run "Base=$RUNS/fig2/base.parquet")
 for method in $METHODS; do
-  score "$RUNS/fig2/$method.parquet" preset="$MODEL" model.path="$RUNS/train/$MODEL-$method" \
+  score "$RUNS/fig2/$method.parquet" preset="$MODEL" setting="$SETTING" model.path="$RUNS/train/$MODEL-$method" \
     data.train_files="$sample" "$@"
   figure_runs+=(--run "${method^^}=$RUNS/fig2/$method.parquet")
 done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Figure 3: sensitivity of SFT and DFT to the learning rate (batch 256) and the batch size (lr 5e-5) on
-# Qwen2.5-Math-1.5B (README.md). lr 5e-5 at batch 256 is one run shared by both sweeps.
+# Qwen2.5-Math-1.5B (README.md). lr 5e-5 at batch 256 is one run shared by both sweeps. Training runs with
+# setting=paper (SETTING=corrected for ours).
 source "$(dirname "$0")/../common.sh"
 MODEL=${MODEL:-qwen2.5-math-1.5b}
 LOSSES=${LOSSES:-"sft dft"}
@@ -13,13 +14,13 @@ BENCHMARK=${BENCHMARK:-average}
 # train_and_evaluate LOSS LR BATCH: one point of a sweep; prints nothing itself.
 train_and_evaluate() {
   local name="$MODEL-$1-lr$2-bs$3"
-  train "$RUNS/train/fig3/$name" preset="$MODEL" loss.name="$1" optim.lr="$2" data.train_batch_size="$3" \
-    data.train_files="$DATA/numina/train.parquet" "${overrides[@]}"
+  train "$RUNS/train/fig3/$name" preset="$MODEL" setting="$SETTING" loss.name="$1" optim.lr="$2" \
+    data.train_batch_size="$3" data.train_files="$(numina_for "$SETTING")" "${overrides[@]}"
   evaluate "$RUNS/train/fig3/$name" "$RUNS/eval/fig3/$name"
 }
 
 overrides=("$@")
-prepare_numina
+prepare_numina_for "$SETTING"
 lr_runs=() bs_runs=()
 for loss in $LOSSES; do
   for lr in $LRS; do

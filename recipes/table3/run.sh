@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Table 3: Qwen2.5-Math-1.5B in the offline setting (RFT data: 4 samples on 10k problems, verified; SFT, iw-SFT
 # and DFT on it; DPO on its pairs) and online (PPO, GRPO), beside Base/SFT/iw-SFT/DFT of Tables 1-2 (README.md).
+# RFT, iw-SFT and DFT on the samples train with setting=paper (SETTING=corrected for ours); DPO with setting=dpo.
 source "$(dirname "$0")/../common.sh"
 MODEL=${MODEL:-qwen2.5-math-1.5b}
 # problems sampled for RFT/DPO and given to PPO/GRPO (paper: 10,000)
@@ -11,15 +12,20 @@ name=$(paper_name "$MODEL")
 rft="$DATA/rft-$MODEL"
 rl="$DATA/rl-$MODEL"
 
+# the problems (with a boxed gold answer) that sampling and RL start from
 prepare_numina
+# data format of the RFT training rows: the official one under setting=paper
+[ "$SETTING" = paper ] && rft_format=official || rft_format=chat
 # offline data: rejection samples of the base model, verified; pairs of (correct, incorrect) for DPO
 run python -m dft.data.rft model="$hub" input="$DATA/numina/train.parquet" limit="$N_PROBLEMS" out="$rft" \
-  backend="$EVAL_BACKEND" data_parallel="$EVAL_GPUS" gpus_per_replica=1
-score "$rft/rft.ref.parquet" preset="$MODEL" data.train_files="$rft/rft.parquet"
+  backend="$EVAL_BACKEND" data_parallel="$EVAL_GPUS" gpus_per_replica=1 format="$rft_format"
+score "$rft/rft.ref.parquet" preset="$MODEL" setting="$SETTING" data.train_files="$rft/rft.parquet"
 score "$rft/pairs.ref.parquet" preset="$MODEL" data.train_files="$rft/pairs.parquet"
-train "$RUNS/train/$MODEL-rft-sft" preset="$MODEL" setting=rft loss.name=sft data.train_files="$rft/rft.parquet" "$@"
-train "$RUNS/train/$MODEL-rft-dft" preset="$MODEL" setting=rft loss.name=dft data.train_files="$rft/rft.parquet" "$@"
-train "$RUNS/train/$MODEL-rft-iw_sft" preset="$MODEL" setting=rft loss.name=iw_sft \
+for loss in sft dft; do
+  train "$RUNS/train/$MODEL-rft-$loss" preset="$MODEL" setting="$SETTING" loss.name="$loss" \
+    data.train_files="$rft/rft.parquet" "$@"
+done
+train "$RUNS/train/$MODEL-rft-iw_sft" preset="$MODEL" setting="$SETTING" loss.name=iw_sft \
   data.train_files="$rft/rft.ref.parquet" "$@"
 train "$RUNS/train/$MODEL-dpo" preset="$MODEL" setting=dpo data.train_files="$rft/pairs.ref.parquet" "$@"
 

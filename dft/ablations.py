@@ -1,0 +1,65 @@
+"""Tables of our own ablations, which the paper does not report, from evaluation summaries.
+
+    python -m dft.ablations normalization --run SFT/official=runs/eval/a/summary.json \\
+        --run SFT/token=runs/eval/b/summary.json --run DFT/official=... --run DFT/token=... [--out table.md]
+
+``normalization``: each method trained under ``loss.normalization=official`` (the official DFT trainer's
+per-micro-batch means) and ``token`` (the global token mean), everything else equal (``recipes/normalization``).
+A run is ``METHOD/NORMALIZATION=SUMMARY``; a row per run with avg@k (%) on the paper's five benchmarks and their
+average, and per method a row ``official - token``. Scores are read as ``dft.tables`` reads them.
+"""
+
+import argparse
+from pathlib import Path
+
+from dft.tables import BENCHMARK_TITLES, load_paper_tables, our_scores, parse_runs
+
+NORMALIZATIONS = ("official", "token")
+
+
+def normalization_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
+    """Markdown: one row per (method, normalisation) run, and the official - token difference per method."""
+    bad = [key for key in runs if key.partition("/")[2] not in NORMALIZATIONS]
+    if bad:
+        raise ValueError(f"runs {bad}: expected METHOD/official or METHOD/token")
+    columns = [*benchmarks, "avg"]
+    header = ["Method", "Normalisation", *(BENCHMARK_TITLES.get(b, b) for b in benchmarks), "Avg."]
+    lines = ["**Loss normalisation: the official trainer's per-micro-batch means vs the global token mean** "
+             "(avg@k %)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    methods = list(dict.fromkeys(key.partition("/")[0] for key in runs))
+    for method in methods:
+        scores = {n: our_scores(runs[f"{method}/{n}"], benchmarks) for n in NORMALIZATIONS if f"{method}/{n}" in runs}
+        for norm, values in scores.items():
+            lines.append(f"| {method} | {norm} | " + " | ".join(_fmt(values.get(c)) for c in columns) + " |")
+        if len(scores) == 2:
+            diff = [_diff(scores["official"].get(c), scores["token"].get(c)) for c in columns]
+            lines.append(f"| {method} | official - token | " + " | ".join(diff) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _diff(a: float | None, b: float | None) -> str:
+    return "–" if a is None or b is None else f"{a - b:+.2f}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dft.ablations", description=__doc__.splitlines()[0])
+    parser.add_argument("table", choices=["normalization"])
+    parser.add_argument("--run", action="append", default=[], help="METHOD/NORMALIZATION=path/to/summary.json")
+    parser.add_argument("--out", type=Path, help="also write the markdown here")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    text = normalization_table(parse_runs(args.run, None), load_paper_tables()["benchmarks"])
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
