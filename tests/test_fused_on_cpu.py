@@ -13,6 +13,7 @@ import torch
 from conftest import FP32, REPO, check_ok, compose_config, read_log, run_module, tiny_overrides
 
 from dft.datasets import PAIR_SIDES, ref_column, target_positions
+from dft.model_cards import PAPER_CARDS
 
 LOGGED = ("train/loss", "train/nll", "train/grad_norm")
 
@@ -174,3 +175,14 @@ def test_the_refusal_matches_verl_untied_heads_fail_under_fsdp2_and_tied_heads_r
         outputs[name] = result.stdout
     assert "log_probs (1, 16)" in outputs["tied"]
     assert "aten.mm.default got mixed torch.Tensor and DTensor" in outputs["untied"]
+
+
+@pytest.mark.parametrize("card", PAPER_CARDS)
+def test_presets_turn_fused_kernels_on_exactly_where_verl_can_run_them(card):
+    from dft.fused import check_fused_kernels, lm_head_is_tied
+    from dft.model_cards import load_card
+
+    card_dir = load_card(card).path
+    cfg = compose_config([f"preset={card}", f"model.path={card_dir}"])
+    assert cfg.model.use_fused_kernels == lm_head_is_tied(cfg)
+    check_fused_kernels(cfg)  # the preset itself is never refused
