@@ -37,14 +37,15 @@ def make_batch(n_tokens: int, dtype, vocab: int = VOCAB, seed: int = 0, with_log
     ``PROMPT_LEN`` tokens are prompt (mask 0). ``data`` is built as ``tests/test_losses_on_cpu.py`` does.
     ``with_logits``: a ``(tokens, vocab)`` logits leaf that requires grad. ``hidden=H`` (with optional
     ``device``): hidden states ``(tokens, H)`` and an LM head weight ``(vocab, H)``, leaves that require grad,
-    scaled so the logits have the same spread (std 3). ``device="meta"`` makes every tensor shape-only.
+    scaled so the logits have the same spread (std 3). ``device="meta"`` makes every tensor shape-only;
+    ``seq_len`` sets the packed sequences' length.
     """
     import torch
     from verl.utils import tensordict_utils as tu
 
     device = head.get("device", "cpu")
     gen = torch.Generator().manual_seed(seed)
-    seq_len = min(SEQ_LEN, n_tokens)
+    seq_len = min(head.get("seq_len", SEQ_LEN), n_tokens)
     lengths = [seq_len] * (n_tokens // seq_len)
     offsets = torch.tensor([0] + lengths).cumsum(0).to(device)
     ids = torch.randint(0, vocab, (n_tokens,), generator=gen).to(device)
