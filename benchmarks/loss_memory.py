@@ -327,7 +327,7 @@ def default_budget_gib() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", nargs="+", default=list(DEFAULT_ROWS), help="TOKENS:DTYPE, e.g. 16384:bfloat16")
+    parser.add_argument("--rows", nargs="*", default=list(DEFAULT_ROWS), help="TOKENS:DTYPE, e.g. 16384:bfloat16")
     parser.add_argument("--reps", type=int, default=5, help="timed rounds after a warm-up round")
     parser.add_argument(
         "--time-max-tokens", type=int, default=4096, help="time the whole path only up to this many tokens"

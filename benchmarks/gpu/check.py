@@ -43,14 +43,17 @@ DRY_SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2
              "num_key_value_heads": 1, "vocab_size": 1024}  # fmt: skip
 
 
-def ray_stub():
-    """Make ``import ray`` give a permissive stand-in (verl imports Ray at module level); return it, or None."""
+def ray_stub(force: bool = False):
+    """Make ``import ray`` give a permissive stand-in (verl imports Ray at module level); return it, or None.
+
+    Only where Ray is missing, or with ``force`` (the dry run imports verl as the GPU machine must, without Ray).
+    """
     import importlib.abc
     import importlib.machinery
     import importlib.util
     from unittest.mock import MagicMock
 
-    if importlib.util.find_spec("ray") is not None:
+    if not force and importlib.util.find_spec("ray") is not None:
         return None
     stub = MagicMock(name="ray")
 
@@ -365,7 +368,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    stub = ray_stub()
+    stub = ray_stub(force=args.dry_run)
     if args.step_worker:
         result = step_worker(args, args.step_worker)
         return Path(args.json).write_text(json.dumps(result))
