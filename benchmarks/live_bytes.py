@@ -5,7 +5,7 @@ or allocated, so rows that would need 40 GiB and hours of CPU matmuls are measur
 the storage is freed (a ``weakref.finalize`` on it), views and in-place results included once. That is the
 quantity the CUDA caching allocator reports as allocated bytes, less its 512-byte rounding; the RSS method of
 ``loss_memory.py`` approximates the same on a CPU. Tensors created before the mode (the inputs) are the
-baseline and not counted; gradients the backward creates for them are.
+baseline and not counted, nor are views of them; gradients the backward creates for them are.
 """
 
 import weakref
@@ -18,9 +18,10 @@ from torch.utils._pytree import tree_flatten
 class LiveBytes(TorchDispatchMode):
     """Current and peak bytes of the storages created inside the mode."""
 
-    def __init__(self):
+    def __init__(self, inputs=()):
         super().__init__()
-        self.sizes: dict[int, int] = {}
+        # the inputs' storages count as known and free: a view of an input (a row, a transpose) is not new memory
+        self.sizes: dict[int, int] = {t.untyped_storage()._cdata: 0 for t in inputs}
         self.current = self.peak = 0
 
     def _free(self, key: int) -> None:
@@ -46,7 +47,8 @@ def live_peak(forward, batch: dict) -> dict:
 
     ``forward`` returns ``(loss, kept)``; ``kept`` stays alive through the backward, as in the measured code.
     """
-    with LiveBytes() as live:
+    inputs = [t for t in batch.values() if isinstance(t, torch.Tensor) and not t.is_nested]
+    with LiveBytes(inputs) as live:
         loss, kept = forward(batch)
         fwd_extra = live.peak
         loss.backward()
