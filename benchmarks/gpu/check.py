@@ -243,7 +243,7 @@ def measure_path(run, grads: list, device: str, reps: int, live_bytes_cls) -> di
             leaf.grad = None
         loss, kept = run()
         loss.backward()
-        return float(loss.detach())
+        return loss.detach()
 
     if device == "cuda":
         peak = reset_peak(device)
@@ -251,9 +251,10 @@ def measure_path(run, grads: list, device: str, reps: int, live_bytes_cls) -> di
         loss = one_pass()
         extra = peak() - base
     else:
-        with live_bytes_cls() as live:
+        with live_bytes_cls(grads) as live:
             loss = one_pass()
         extra = live.peak
+    loss = float(loss)  # read outside the counting mode, which stands in 0 for every .item()
     times = []
     for _ in range(reps):
         synchronize(device)
