@@ -287,11 +287,12 @@ def print_head_ratios(results: dict) -> None:
     )
     print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for (n, dtype), row in results.items():
-        o, u, f, fs = (row[k] for k in ("head-original", "head-dft", "fused-dft", "fused-sft"))
+        o, u, f, fs = (row.get(k, {}) for k in ("head-original", "head-dft", "fused-dft", "fused-sft"))
         paired = row.get("fused_over_unfused")
         t = f"{statistics.median(paired):.3f} ({min(paired):.3f}-{max(paired):.3f})" if paired else "n/a"
         print(
-            f"| {n} | {dtype} | {gib(o['live'])} / {gib(u['live'])} / {gib(f['live'])} | {ratio(o, f, 'live')} "
+            f"| {n} | {dtype} | {' / '.join(gib(r['live']) if 'live' in r else '-' for r in (o, u, f))} "
+            f"| {ratio(o, f, 'live')} "
             f"| {ratio(u, f, 'live')} | {ratio(f, fs, 'live')} | {ratio(o, f, 'extra')} | {t} |"
         )
 
@@ -335,6 +336,7 @@ def main() -> None:
     parser.add_argument("--head-rows", nargs="*", default=list(DEFAULT_HEAD_ROWS), help="TOKENS:DTYPE from hidden")
     parser.add_argument("--head-real", nargs="*", default=list(DEFAULT_HEAD_REAL), help="head rows also run for real")
     parser.add_argument("--head-reps", type=int, default=2, help="timed rounds of the real head rows")
+    parser.add_argument("--head-paths", nargs="+", default=list(HEAD_PATHS), help="paths of the head rows")
     parser.add_argument("--budget-gib", type=float, default=None, help="address space a child may add")
     parser.add_argument("--memory", nargs=3, metavar=("NAME", "TOKENS", "DTYPE"), help=argparse.SUPPRESS)
     parser.add_argument("--timing", nargs=3, metavar=("NAMES", "TOKENS", "DTYPE"), help=argparse.SUPPRESS)
@@ -369,8 +371,9 @@ def run(args, budget_gib: float) -> None:
     for spec in args.head_rows:
         n, dtype = int(spec.split(":")[0]), spec.split(":")[1]
         real = spec in args.head_real
-        head[(n, dtype)] = run_row(n, dtype, args.head_reps, budget_gib, True, HEAD_PATHS, TIMED_HEAD) if real else {}
-        for name, live in live_row(HEAD_PATHS, n, dtype).items():
+        paths = args.head_paths
+        head[(n, dtype)] = run_row(n, dtype, args.head_reps, budget_gib, True, paths, TIMED_HEAD) if real else {}
+        for name, live in live_row(paths, n, dtype).items():
             head[(n, dtype)].setdefault(name, {}).update(live)
         print(f"[head {spec}] {json.dumps(head[(n, dtype)])}", file=sys.stderr, flush=True)
     print(
@@ -384,7 +387,7 @@ def run(args, budget_gib: float) -> None:
     print()
     print_ratios(results)
     print("\nFrom the last hidden states (LM head included):\n")
-    print_cases(head, HEAD_PATHS, TIMED_HEAD)
+    print_cases(head, args.head_paths, TIMED_HEAD)
     print()
     print_head_ratios(head)
 
