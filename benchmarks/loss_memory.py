@@ -31,7 +31,11 @@ DFT/SFT is the median of the per-round ratios, so load drift common to a round c
 Because the two paths differ only in the loss function, the child also times ``sft_loss`` and ``dft_loss`` alone
 (forward + backward from the log-probs, 200 interleaved reps), which bounds what DFT adds with little noise.
 
-    python benchmarks/loss_memory.py                          # rows 1k fp32; 1k, 4k, 16k bf16
+Second part, from hidden states at the Qwen2.5-Math-1.5B head (``loss_paths.HEAD_PATHS``: unfused, original and
+verl's fused ``FusedLinearForPPO``): memory counted on shape-only tensors (``live_bytes.py``) for every row, 1k to
+32k tokens; RSS and time only for ``--head-real`` rows (a real 16k bf16 pass is hours of CPU matmuls here).
+
+    python benchmarks/loss_memory.py                          # rows 1k fp32; 1k, 4k, 16k bf16; head rows 1k-32k
     python benchmarks/loss_memory.py --rows 4096:float32 --reps 3 --time-max-tokens 16384
 """
 
