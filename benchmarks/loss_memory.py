@@ -31,7 +31,11 @@ DFT/SFT is the median of the per-round ratios, so load drift common to a round c
 Because the two paths differ only in the loss function, the child also times ``sft_loss`` and ``dft_loss`` alone
 (forward + backward from the log-probs, 200 interleaved reps), which bounds what DFT adds with little noise.
 
-    python benchmarks/loss_memory.py                          # rows 1k fp32; 1k, 4k, 16k bf16
+Second part, from hidden states at the Qwen2.5-Math-1.5B head (``loss_paths.HEAD_PATHS``: unfused, original and
+verl's fused ``FusedLinearForPPO``): memory counted on shape-only tensors (``live_bytes.py``) for every row, 1k to
+32k tokens; RSS and time only for ``--head-real`` rows (a real 16k bf16 pass is hours of CPU matmuls here).
+
+    python benchmarks/loss_memory.py                          # rows 1k fp32; 1k, 4k, 16k bf16; head rows 1k-32k
     python benchmarks/loss_memory.py --rows 4096:float32 --reps 3 --time-max-tokens 16384
 """
 
@@ -45,15 +49,23 @@ import subprocess
 import sys
 import time
 
-VOCAB = 151_936  # Qwen2.5
-FORMULATIONS = ("sft", "dft", "original", "ce")
+from live_bytes import live_peak
+from loss_paths import HEAD_PATHS, HIDDEN, LOGIT_PATHS, VOCAB, batch_for, forward, leaves, logits_bytes
+
+FORMULATIONS = LOGIT_PATHS
 DEFAULT_ROWS = ("1024:float32", "1024:bfloat16", "4096:bfloat16", "16384:bfloat16")  # fp32 16k does not fit
 TIMED = ("sft", "dft", "original")  # ce is a memory reference only
+# From hidden states at the Qwen2.5-Math-1.5B head: every row counted on shape-only tensors (live bytes); the
+# HEAD_REAL rows also run for real (RSS and time). A real 16k bf16 pass is hours of CPU matmuls here.
+DEFAULT_HEAD_ROWS = ("1024:float32", "1024:bfloat16", "4096:bfloat16", "16384:bfloat16", "32768:bfloat16")
+DEFAULT_HEAD_REAL = ("1024:float32",)
+TIMED_HEAD = ("head-dft", "fused-dft")
+# logit rows up to this size are also counted on shape-only tensors, to check the two methods agree
+LIVE_CHECK_MAX_TOKENS = 4096
 MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536"}  # RSS follows live tensors (see the module docstring)
 # Timing keeps glibc's default: with the 64 KiB threshold every per-row temporary of verl's row loop is a fresh
 # mapping, whose page faults made that loop about 2x slower here, which would dilute any DFT/SFT difference.
 TIMING_ENV: dict = {}
-SEQ_LEN, PROMPT_LEN = 1024, 256  # each sequence: 256 prompt tokens (not trained on), 768 response tokens
 GIB = 2**30
 
 
@@ -76,82 +88,6 @@ def limit_address_space(budget_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def make_batch(n_tokens: int, dtype, vocab: int = VOCAB, seed: int = 0, with_logits: bool = True) -> dict:
-    """Logits (a leaf that requires grad), flat token ids, the loss mask and verl's jagged data TensorDict.
-
-    The tokens are ``n_tokens / SEQ_LEN`` packed sequences (verl's no-padding layout); each sequence's first
-    ``PROMPT_LEN`` tokens are prompt (mask 0). ``data`` is built as ``tests/test_losses_on_cpu.py`` does.
-    """
-    import torch
-    from verl.utils import tensordict_utils as tu
-
-    gen = torch.Generator().manual_seed(seed)
-    seq_len = min(SEQ_LEN, n_tokens)
-    lengths = [seq_len] * (n_tokens // seq_len)
-    offsets = torch.tensor([0] + lengths).cumsum(0)
-    ids = torch.randint(0, vocab, (n_tokens,), generator=gen)
-    mask = torch.ones(n_tokens, dtype=torch.long).view(-1, seq_len)
-    mask[:, : min(PROMPT_LEN, seq_len // 4)] = 0
-    mask = mask.flatten()
-    logits = (
-        torch.randn(n_tokens, vocab, generator=gen, dtype=dtype).mul_(3).requires_grad_(True) if with_logits else None
-    )
-    jagged = lambda t: torch.nested.nested_tensor_from_jagged(t, offsets)  # noqa: E731
-    data = tu.get_tensordict(
-        tensor_dict={"input_ids": jagged(ids), "loss_mask": jagged(mask)},
-        non_tensor_dict={"pad_mode": "no_padding", "batch_num_tokens": int(mask.sum()), "dp_size": 1},
-    )
-    return {"logits": logits, "ids": ids, "mask": mask, "offsets": offsets, "data": data}
-
-
-def verl_forward(name: str, batch: dict):
-    """SFT or our DFT as verl's engine runs it: per-token log-probs of the next token, then the loss.
-
-    Returns ``(loss, kept)``; nothing needs to stay alive across the backward here, so ``kept`` is None.
-    """
-    import torch
-    from verl.utils.torch_functional import logprobs_from_logits
-
-    from dft.losses import LOSSES, LossConfig
-
-    labels = torch.roll(batch["ids"], shifts=-1)  # the engine's input_ids_rmpad_rolled
-    log_probs = logprobs_from_logits(logits=batch["logits"], labels=labels)
-    model_output = {"log_probs": torch.nested.nested_tensor_from_jagged(log_probs, batch["offsets"])}
-    loss, _ = LOSSES[name](LossConfig(name), model_output, batch["data"])
-    return loss, None
-
-
-def original_forward(batch: dict, weighted: bool = True):
-    """The original DFT code's loss: CE per token times the detached target probability from a full softmax.
-
-    ``weighted=False`` is the same code without the weight, plain CE as verl's legacy SFT trainer computes it
-    (the ``ce`` reference, so the cost of the original's softmax weight alone can be read off). Returns
-    ``(loss, probs)``: the original calls ``loss.backward()`` in the scope that holds ``probs``, so the caller
-    keeps ``probs`` alive until the backward is done.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    logits, mask = batch["logits"], batch["mask"]
-    labels = torch.roll(batch["ids"], shifts=-1)
-    loss_mask = torch.roll(mask, shifts=-1)  # the label of position i is token i + 1
-    loss = F.cross_entropy(logits, labels, reduction="none")
-    probs = None
-    if weighted:
-        probs = torch.softmax(logits, dim=-1)
-        prob_coefficients = probs.gather(1, labels.unsqueeze(-1)).squeeze(-1).detach()
-        loss = loss * prob_coefficients
-    loss = loss * loss_mask.to(loss.dtype)
-    return loss.sum() / loss_mask.sum(), probs
-
-
-def forward(name: str, batch: dict):
-    """``(loss, kept)`` for a formulation name in ``FORMULATIONS``."""
-    if name in ("original", "ce"):
-        return original_forward(batch, weighted=name == "original")
-    return verl_forward(name, batch)
-
-
 def memory_child(name: str, n_tokens: int, dtype_name: str, budget_gib: float) -> dict:
     """One pass of one formulation in this fresh process: extra peak RSS after the forward and after the backward.
 
@@ -161,8 +97,8 @@ def memory_child(name: str, n_tokens: int, dtype_name: str, budget_gib: float) -
     import torch
 
     limit_address_space(int(budget_gib * GIB))
-    batch = make_batch(n_tokens, getattr(torch, dtype_name))
-    result = {"logits_bytes": batch["logits"].numel() * batch["logits"].element_size()}
+    batch = batch_for([name], n_tokens, getattr(torch, dtype_name))
+    result = {"logits_bytes": logits_bytes(n_tokens, dtype_name)}
     base = reset_peak_rss()
     try:
         loss, kept = forward(name, batch)
@@ -177,6 +113,20 @@ def memory_child(name: str, n_tokens: int, dtype_name: str, budget_gib: float) -
     return result
 
 
+def live_row(names, n_tokens: int, dtype_name: str) -> dict:
+    """``{name: {"live_fwd", "live"}}``: peak live-tensor bytes of each path on shape-only tensors (``live_bytes``)."""
+    import torch
+
+    row = {}
+    for name in names:
+        batch = batch_for([name], n_tokens, getattr(torch, dtype_name), device="meta")
+        peak = live_peak(lambda b: forward(name, b), batch)
+        row[name] = {"live_fwd": peak["fwd_extra"], "live": peak["extra"]}
+        row[name]["logits_bytes"] = logits_bytes(n_tokens, dtype_name)
+        print(f"[live {name} {n_tokens}:{dtype_name}] {json.dumps(row[name])}", file=sys.stderr, flush=True)
+    return row
+
+
 def timing_child(names: list[str], n_tokens: int, dtype_name: str, reps: int, budget_gib: float) -> dict:
     """Time ``names`` end to end (``interleaved_times``) and the loss functions alone (``loss_only_times``).
 
@@ -188,7 +138,7 @@ def timing_child(names: list[str], n_tokens: int, dtype_name: str, reps: int, bu
     limit_address_space(int(budget_gib * GIB))
     dtype = getattr(torch, dtype_name)
     try:
-        batch = make_batch(n_tokens, dtype, with_logits=bool(names))
+        batch = batch_for(names, n_tokens, dtype)
         times = interleaved_times(names, batch, reps)
     except RuntimeError as err:
         if "memory" not in str(err).lower():
@@ -206,7 +156,8 @@ def interleaved_times(names: list[str], batch: dict, reps: int) -> dict:
     times = {name: [] for name in names}
     for rnd in range(reps + 1 if names else 0):
         for name in names if rnd % 2 else names[::-1]:
-            batch["logits"].grad = None
+            for leaf in leaves(batch):
+                leaf.grad = None
             start = time.perf_counter()
             loss, kept = forward(name, batch)
             loss.backward()
@@ -265,16 +216,16 @@ def run_child(args: list[str], extra_env: dict) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_row(n_tokens: int, dtype_name: str, reps: int, budget_gib: float, time_paths: bool) -> dict:
-    """Memory of each formulation (a fresh child each), then timing: end to end if ``time_paths``, and always
-    the loss functions alone.
+def run_row(n_tokens, dtype_name, reps, budget_gib, time_paths: bool, names=FORMULATIONS, timed=TIMED) -> dict:
+    """Memory of each path in ``names`` (a fresh child each), then timing: ``timed`` end to end if ``time_paths``,
+    and always the loss functions alone.
 
     Timing uses glibc's default malloc; where that does not fit (its heap keeps freed row buffers), it falls
     back to the memory children's allocator setting and says so in ``timing_note``.
     """
     size = [str(n_tokens), dtype_name, "--budget-gib", str(budget_gib)]
-    row = {name: run_child(["--memory", name, *size], MEMORY_ENV) for name in FORMULATIONS}
-    timed = [name for name in TIMED if "extra" in row[name]] if time_paths else []
+    row = {name: run_child(["--memory", name, *size], MEMORY_ENV) for name in names}
+    timed = [name for name in timed if "extra" in row[name]] if time_paths else []
     timing_args = ["--timing", ",".join(timed), *size, "--reps", str(reps)]
     timing = run_child(timing_args, TIMING_ENV)
     if "error" in timing:
@@ -285,6 +236,8 @@ def run_row(n_tokens: int, dtype_name: str, reps: int, budget_gib: float, time_p
         row[name].update(times=ts, median_s=statistics.median(ts))
     if "sft" in times and "dft" in times:  # paired per round, so common load drift cancels
         row["dft_over_sft"] = [d / s for d, s in zip(times["dft"], times["sft"])]
+    if "fused-dft" in times and "head-dft" in times:
+        row["fused_over_unfused"] = [f / u for f, u in zip(times["fused-dft"], times["head-dft"])]
     row["loss_only"] = timing.get("loss_only")
     row["timing_error"] = timing.get("error")
     return row
@@ -303,24 +256,49 @@ def mib_difference(a: dict, b: dict) -> str:
     return f"{(a['extra'] - b['extra']) / 2**20:.1f}" if "extra" in a and "extra" in b else "n/a"
 
 
-def print_cases(results: dict) -> None:
-    """Markdown table: one line per (tokens, dtype, formulation)."""
+def both(r: dict, rss_key: str, live_key: str) -> str:
+    """``RSS / live`` GiB for a case, ``-`` for a method that did not run (an RSS error is shown instead)."""
+    rss = gib(r[rss_key]) if rss_key in r else r.get("error", "-")
+    return f"{rss} / {gib(r[live_key]) if live_key in r else '-'}"
+
+
+def print_cases(results: dict, names=FORMULATIONS, timed=TIMED) -> None:
+    """Markdown table: one line per (tokens, dtype, path)."""
     print(
-        "| tokens | dtype | loss path | logits GiB | extra after fwd GiB | extra peak fwd+bwd GiB "
-        "| median s (min-max) | loss |"
+        "| tokens | dtype | loss path | logits GiB | extra after fwd GiB: RSS / live "
+        "| extra peak fwd+bwd GiB: RSS / live | median s (min-max) | loss |"
     )
     print("|---:|---|---|---:|---:|---:|---:|---:|")
     for (n, dtype), row in results.items():
-        for name in FORMULATIONS:
+        for name in names:
             r = row[name]
-            fwd = gib(r["fwd_extra"]) if "fwd_extra" in r else "-"
-            peak = gib(r["extra"]) if "extra" in r else r.get("error", "-")
             ts = r.get("times")
             t = f"{r['median_s']:.2f} ({min(ts):.2f}-{max(ts):.2f})" if ts else "-"
-            if not ts and name in TIMED and row.get("timing_error"):
+            if not ts and name in timed and row.get("timing_error"):
                 t = row["timing_error"]
             loss = f"{r['loss']:.4g}" if "loss" in r else "-"
-            print(f"| {n} | {dtype} | {name} | {gib(r.get('logits_bytes', 0))} | {fwd} | {peak} | {t} | {loss} |")
+            print(
+                f"| {n} | {dtype} | {name} | {gib(r.get('logits_bytes', 0))} | {both(r, 'fwd_extra', 'live_fwd')} "
+                f"| {both(r, 'extra', 'live')} | {t} | {loss} |"
+            )
+
+
+def print_head_ratios(results: dict) -> None:
+    """Markdown table per head row: what the fused path saves (live-tensor peaks) and costs in time."""
+    print(
+        "| tokens | dtype | extra peak GiB, live: original / unfused DFT / fused DFT | original / fused DFT "
+        "| unfused / fused DFT | fused DFT / SFT | original / fused DFT, RSS | fused / unfused DFT time (paired) |"
+    )
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    for (n, dtype), row in results.items():
+        o, u, f, fs = (row.get(k, {}) for k in ("head-original", "head-dft", "fused-dft", "fused-sft"))
+        paired = row.get("fused_over_unfused")
+        t = f"{statistics.median(paired):.3f} ({min(paired):.3f}-{max(paired):.3f})" if paired else "n/a"
+        print(
+            f"| {n} | {dtype} | {' / '.join(gib(r['live']) if 'live' in r else '-' for r in (o, u, f))} "
+            f"| {ratio(o, f, 'live')} "
+            f"| {ratio(u, f, 'live')} | {ratio(f, fs, 'live')} | {ratio(o, f, 'extra')} | {t} |"
+        )
 
 
 def print_ratios(results: dict) -> None:
@@ -354,11 +332,15 @@ def default_budget_gib() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", nargs="+", default=list(DEFAULT_ROWS), help="TOKENS:DTYPE, e.g. 16384:bfloat16")
+    parser.add_argument("--rows", nargs="*", default=list(DEFAULT_ROWS), help="TOKENS:DTYPE, e.g. 16384:bfloat16")
     parser.add_argument("--reps", type=int, default=5, help="timed rounds after a warm-up round")
     parser.add_argument(
         "--time-max-tokens", type=int, default=4096, help="time the whole path only up to this many tokens"
     )
+    parser.add_argument("--head-rows", nargs="*", default=list(DEFAULT_HEAD_ROWS), help="TOKENS:DTYPE from hidden")
+    parser.add_argument("--head-real", nargs="*", default=list(DEFAULT_HEAD_REAL), help="head rows also run for real")
+    parser.add_argument("--head-reps", type=int, default=2, help="timed rounds of the real head rows")
+    parser.add_argument("--head-paths", nargs="+", default=list(HEAD_PATHS), help="paths of the head rows")
     parser.add_argument("--budget-gib", type=float, default=None, help="address space a child may add")
     parser.add_argument("--memory", nargs=3, metavar=("NAME", "TOKENS", "DTYPE"), help=argparse.SUPPRESS)
     parser.add_argument("--timing", nargs=3, metavar=("NAMES", "TOKENS", "DTYPE"), help=argparse.SUPPRESS)
@@ -373,29 +355,45 @@ def main() -> None:
         names, n, dtype = args.timing
         names = [name for name in names.split(",") if name]
         return print(json.dumps(timing_child(names, int(n), dtype, args.reps, budget)))
-    run(args.rows, args.reps, budget, args.time_max_tokens)
+    run(args, budget)
 
 
-def run(rows: list[str], reps: int, budget_gib: float, time_max_tokens: int) -> None:
+def run(args, budget_gib: float) -> None:
     """Calibrate, measure every row, print the tables (and the machine's load, since time is shared)."""
     import torch
 
     calibration = run_child(["--calibrate", "1"], MEMORY_ENV)
     load_before = os.getloadavg()
-    results = {}
-    for row in rows:
-        n, dtype = row.split(":")
-        results[(int(n), dtype)] = run_row(int(n), dtype, reps, budget_gib, int(n) <= time_max_tokens)
-        print(f"[{row}] {json.dumps(results[(int(n), dtype)])}", file=sys.stderr, flush=True)
+    results, head = {}, {}
+    for spec in args.rows:
+        n, dtype = int(spec.split(":")[0]), spec.split(":")[1]
+        results[(n, dtype)] = run_row(n, dtype, args.reps, budget_gib, n <= args.time_max_tokens)
+        if n <= LIVE_CHECK_MAX_TOKENS:
+            for name, live in live_row(FORMULATIONS, n, dtype).items():
+                results[(n, dtype)][name].update(live)
+        print(f"[{spec}] {json.dumps(results[(n, dtype)])}", file=sys.stderr, flush=True)
+    for spec in args.head_rows:
+        n, dtype = int(spec.split(":")[0]), spec.split(":")[1]
+        real = spec in args.head_real
+        paths = args.head_paths
+        head[(n, dtype)] = run_row(n, dtype, args.head_reps, budget_gib, True, paths, TIMED_HEAD) if real else {}
+        for name, live in live_row(paths, n, dtype).items():
+            head[(n, dtype)].setdefault(name, {}).update(live)
+        print(f"[head {spec}] {json.dumps(head[(n, dtype)])}", file=sys.stderr, flush=True)
     print(
-        f"torch {torch.__version__}, {os.cpu_count()} CPUs, vocabulary {VOCAB}, child address-space budget "
-        f"{budget_gib:g} GiB, {reps} timed rounds up to {time_max_tokens} tokens, "
-        f"load average {load_before[0]:.2f} before / {os.getloadavg()[0]:.2f} after"
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, vocabulary {VOCAB}, LM head {HIDDEN} x {VOCAB}, "
+        f"child address-space budget {budget_gib:g} GiB, {args.reps} timed rounds up to {args.time_max_tokens} "
+        f"tokens ({args.head_reps} for the real head rows), load average {load_before[0]:.2f} before / "
+        f"{os.getloadavg()[0]:.2f} after"
     )
     print(f"calibration: a {gib(calibration['known'])} GiB tensor measured as {gib(calibration['measured'])} GiB\n")
     print_cases(results)
     print()
     print_ratios(results)
+    print("\nFrom the last hidden states (LM head included):\n")
+    print_cases(head, args.head_paths, TIMED_HEAD)
+    print()
+    print_head_ratios(head)
 
 
 if __name__ == "__main__":

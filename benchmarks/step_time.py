@@ -22,6 +22,7 @@ Noise (2 shared cores), handled twice:
 
     python benchmarks/step_time.py                       # 5 pairs + 3 alternating runs, 40 steps each
     python benchmarks/step_time.py --pairs 3 --alternating-runs 2 --steps 30 --assets /tmp/tiny
+    python benchmarks/step_time.py --fused                # the same with model.use_fused_kernels=True
 """
 
 import argparse
@@ -102,7 +103,7 @@ def worker(out_dir: str, alternate_from: str, overrides: list[str]) -> None:
     destroy_global_process_group()
 
 
-def run_once(loss: str, alternate_from: str, assets, steps: int, run_dir: Path) -> dict:
+def run_once(loss: str, alternate_from: str, assets, steps: int, run_dir: Path, extra=()) -> dict:
     """One torchrun of ``steps`` steps; per step: the slower rank's time and the loss; peak RSS of the larger rank."""
     overrides = [
         "preset=tiny-cpu",
@@ -112,6 +113,7 @@ def run_once(loss: str, alternate_from: str, assets, steps: int, run_dir: Path) 
         f"trainer.total_training_steps={steps}",
         f"trainer.default_local_dir={run_dir}/ckpt",
         "trainer.logger=[console]",
+        *extra,
     ]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     cmd += [__file__, "--worker", str(run_dir), alternate_from, *overrides]
@@ -130,11 +132,11 @@ def median_by_loss(run: dict, warmup: int) -> dict:
     return {name: statistics.median(t for tag, t in kept if tag == name) for name in {tag for tag, _ in kept}}
 
 
-def run_pairs(assets, pairs: int, steps: int, warmup: int, work: Path) -> list[dict]:
+def run_pairs(assets, pairs: int, steps: int, warmup: int, work: Path, extra=()) -> list[dict]:
     """SFT, DFT, SFT, DFT, ... runs; per pair the two runs' median step time and peak RSS."""
     results = []
     for i in range(pairs):
-        pair = {name: run_once(name, "no", assets, steps, work / f"pair{i}-{name}") for name in LOSSES}
+        pair = {name: run_once(name, "no", assets, steps, work / f"pair{i}-{name}", extra) for name in LOSSES}
         for name, run in pair.items():
             run["median_s"] = median_by_loss(run, warmup)[name]
             print(f"[pair {i} {name}] median step {run['median_s']:.3f} s", file=sys.stderr, flush=True)
@@ -142,11 +144,11 @@ def run_pairs(assets, pairs: int, steps: int, warmup: int, work: Path) -> list[d
     return results
 
 
-def run_alternating(assets, runs: int, steps: int, warmup: int, work: Path) -> list[dict]:
+def run_alternating(assets, runs: int, steps: int, warmup: int, work: Path, extra=()) -> list[dict]:
     """Runs whose loss alternates every step (starting SFT, then DFT, ...); per run the median step per loss."""
     results = []
     for i in range(runs):
-        run = run_once("sft", LOSSES[i % 2], assets, steps, work / f"alternating{i}")
+        run = run_once("sft", LOSSES[i % 2], assets, steps, work / f"alternating{i}", extra)
         run["median_s"] = median_by_loss(run, warmup + warmup % 2)  # drop an even count: as many of each
         print(f"[alternating {i}] median steps {run['median_s']}", file=sys.stderr, flush=True)
         results.append(run)
@@ -191,6 +193,7 @@ def main() -> None:
     parser.add_argument("--alternating-runs", type=int, default=3, help="runs alternating the loss every step")
     parser.add_argument("--steps", type=int, default=40, help="training steps per run")
     parser.add_argument("--warmup", type=int, default=5, help="first steps of each run left out")
+    parser.add_argument("--fused", action="store_true", help="model.use_fused_kernels=True (verl's fused log-probs)")
     parser.add_argument("--assets", help="where to build (or reuse) the tiny model and data; default a temp dir")
     parser.add_argument("--worker", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -201,9 +204,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="step_time.") as tmp:
         assets = build_tiny_assets(args.assets or Path(tmp, "tiny"), n_train=2000, n_val=64, n_test=64, seed=0)
         load = os.getloadavg()[0]
-        pairs = run_pairs(assets, args.pairs, args.steps, args.warmup, Path(tmp))
-        alternating_runs = run_alternating(assets, args.alternating_runs, args.steps, args.warmup, Path(tmp))
-    print(f"load average {load:.2f} before / {os.getloadavg()[0]:.2f} after")
+        extra = ["model.use_fused_kernels=True"] if args.fused else []
+        pairs = run_pairs(assets, args.pairs, args.steps, args.warmup, Path(tmp), extra)
+        alternating_runs = run_alternating(assets, args.alternating_runs, args.steps, args.warmup, Path(tmp), extra)
+    print(f"log-prob path: {'fused' if args.fused else 'unfused'}; load average {load:.2f} before / "
+          f"{os.getloadavg()[0]:.2f} after")  # fmt: skip
     print_tables(pairs, alternating_runs, args.steps, args.warmup)
 
 

@@ -302,5 +302,8 @@ def prepare_config(config: DictConfig, training: bool = True) -> DictConfig:
     choose_dataset(config, loss)
     for change in adapt_to_machine(config):
         print(f"[dft] {change}")
+    from dft.fused import log_prob_path  # refuses fused-kernel settings verl cannot train
+
+    print(f"[dft] log-prob path: {log_prob_path(config)}")
     check_sequence_parallel(config)
     return config
