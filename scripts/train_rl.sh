@@ -48,6 +48,7 @@ if [ "$GPUS_PER_NODE" = 0 ]; then
   echo "no GPU found (nvidia-smi): set GPUS_PER_NODE, or run on the CPU with rl_setting=tiny-cpu" >&2
   exit 2
 fi
-export RAY_ADDRESS=${RAY_ADDRESS:-auto}
-if ! ray status >/dev/null 2>&1; then unset RAY_ADDRESS; fi
+# join the running Ray cluster (scripts/ray_cluster.sh) if there is one; RAY_ADDRESS= (empty) starts a fresh one
+export RAY_ADDRESS=${RAY_ADDRESS-auto}
+if [ -z "$RAY_ADDRESS" ] || ! ray status >/dev/null 2>&1; then unset RAY_ADDRESS; fi
 exec "${cmd[@]}"
