@@ -82,7 +82,8 @@ def test_rft_with_vllm_writes_the_greedy_completions_of_the_hf_backend(tiny_base
 def test_eval_with_vllm_resumes_after_a_kill_without_regenerating_or_duplicating(tiny_base, tmp_path):
     _, base = tiny_base
     args = [f"model={base}", f"output_dir={tmp_path}", "backend=vllm", "benchmarks=[gsm8k]", "limit=16",
-            "sampling.n=3", "sampling.max_new_tokens=32", "chunk_size=1", "grading.workers=1", *CPU_OVERRIDES]  # fmt: skip
+            "sampling.n=3", "sampling.max_new_tokens=32", "chunk_size=1", "grading.workers=1",
+            *CPU_OVERRIDES]  # fmt: skip
     path = tmp_path / "gsm8k.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "dft.eval", *args], cwd=REPO, env=ENV, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
