@@ -99,10 +99,14 @@ def train_offline(model: Path, data: Path, run_dir: Path, loss: str, lr: float, 
     return qs.train(overrides, run_dir, steps, f"train {run_dir.name}")
 
 
+RL_VAL = 16  # verl's trainer wants a validation file; the rows after the training prompts
+
+
 def rl_data(problems_parquet: Path, out: Path, n: int) -> Path:
     """The fine-tuning problems as verl's RL parquet (dft.data.rl), the same problems RFT sampled."""
-    if not (out / "train.parquet").exists():
-        args = ["--out", str(out), "--input", str(problems_parquet), "--n", str(n), "--selection", "first"]
+    if not (out / "val.parquet").exists():
+        args = ["--out", str(out), "--input", str(problems_parquet), "--n", str(n), "--selection", "first",
+                "--val-size", str(RL_VAL)]  # fmt: skip
         run_logged([sys.executable, "-m", "dft.data.rl", *args], out / "prep.log", "RL prompts")
     return out
 
