@@ -48,10 +48,10 @@ class Table3Options:
     n_train: int = 4000
     n_test: int = 200
     max_new_tokens: int = 64
-    rft_problems: int = 1000
+    rft_problems: int = 500
     offline_steps: int = 40
     dpo_lr: float = 1e-4
-    rl_steps: int = 10
+    rl_steps: int = 8
     rl_lr: float = 1e-4
     base: Path | None = None  # an existing Base model instead of pretraining one
 
@@ -222,10 +222,10 @@ def run(opts: Table3Options) -> dict:
 
 def add_arguments(parser) -> None:
     """Table 3's own options (the Table 1 options set Base, SFT and DFT)."""
-    parser.add_argument("--rft-problems", type=int, default=1000, help="problems for rejection sampling and RL")
+    parser.add_argument("--rft-problems", type=int, default=500, help="problems for rejection sampling and RL")
     parser.add_argument("--offline-steps", type=int, default=40, help="steps of each offline run (RFT, DPO)")
     parser.add_argument("--dpo-lr", type=float, default=1e-4)
-    parser.add_argument("--rl-steps", type=int, default=10, help="PPO and GRPO steps (16 prompts each)")
+    parser.add_argument("--rl-steps", type=int, default=8, help="PPO and GRPO steps (16 prompts each)")
     parser.add_argument("--rl-lr", type=float, default=1e-4, help="PPO and GRPO actor learning rate")
     parser.add_argument("--n-test", type=int, default=200, help="held-out problems every row is evaluated on")
     parser.add_argument("--base", type=Path, default=None, help="use this Base model instead of pretraining one")
