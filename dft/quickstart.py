@@ -1,6 +1,7 @@
 """The CPU quickstart: the whole DFT pipeline at tiny scale, through the same code a GPU cluster runs.
 
-    python -m dft.quickstart
+    python -m dft.quickstart            # Table 1: Base, SFT, DFT
+    python -m dft.quickstart table3     # Table 3: also iw-SFT, RFT, DPO, PPO, GRPO (dft/quickstart_table3.py)
 
 1. builds a tiny Qwen2-architecture model and math word problems, by code (``dft.tiny``);
 2. makes the Base model as the paper's bases are made, by pretraining: a short cross-entropy run on a split
@@ -107,10 +108,15 @@ def evaluate_rows(models: dict, test_jsonl: Path, out_dir: Path, params: Samplin
             prompts = fmt.encode_all(problems, lambda p, tok=fmt.tokenizer: build_prompt("chat-cot", p.problem, tok),
                                      params.max_new_tokens, f"test file {test_jsonl}")  # fmt: skip
             backend = HFBackend(str(model_dir), batch_size=32)
-            rows = run_benchmark(prompts, out_dir / f"eval_{row.lower()}.jsonl", backend.generate, params,
+            rows = run_benchmark(prompts, out_dir / f"eval_{slug(row)}.jsonl", backend.generate, params,
                                  fmt.stops, grader.grade_many, chunk_size=64, on_rows=bar.update)  # fmt: skip
             results[row] = summarize(prompts, rows, params, grader.equivalent)
     return results
+
+
+def slug(row: str) -> str:
+    """A table row as a file name: ``DPO (offline)`` -> ``dpo_offline``."""
+    return "_".join(row.lower().replace("(", "").replace(")", "").split())
 
 
 def format_table(results: dict, benchmark: str) -> str:
@@ -172,14 +178,21 @@ def run(out: Path, pretrain_steps: int, steps: int, lr: float, n_train: int, max
 
 
 def main(argv=None) -> None:
+    from dft import quickstart_table3
+
     parser = argparse.ArgumentParser(description="Tiny end-to-end DFT vs SFT run on CPU (about 2.5 min on 2 cores).")
+    tables = "table1: Base, SFT, DFT (default); table3: the offline and online baselines too"
+    parser.add_argument("table", nargs="?", choices=("table1", "table3"), default="table1", help=tables)
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
     parser.add_argument("--pretrain-steps", type=int, default=150, help="cross-entropy steps that make Base")
     parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per loss (batch 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     parser.add_argument("--n-train", type=int, default=4000, help="training problems (half pretrain, half fine-tune)")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    quickstart_table3.add_arguments(parser.add_argument_group("table3"))
     args = parser.parse_args(argv)
+    if args.table == "table3":
+        return quickstart_table3.main(args)
     summary = run(args.out.resolve(), args.pretrain_steps, args.steps, args.lr, args.n_train, args.max_new_tokens)
     print()
     print(format_table(summary["results"], f"tiny-math ({summary['benchmark']['n']})"))

@@ -180,12 +180,19 @@ def build_tokenizer(texts: list[str], out_dir: str | os.PathLike, vocab_size: in
     return tokenizer
 
 
-def build_model(tokenizer_dir: str | os.PathLike, out_dir: str | os.PathLike, seed: int = 0):
+def build_model(
+    tokenizer_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    num_attention_heads: int = 4,
+    num_key_value_heads: int = 2,
+):
     """Create a randomly initialised 2-layer ``Qwen2ForCausalLM`` sized for the tiny tokenizer and save it.
 
     Weights are float32 safetensors; the tokenizer is saved next to them so ``out_dir`` is a complete
     Hugging Face model directory. Special-token ids follow Qwen2 (bos = pad = ``<|endoftext|>``, eos =
-    ``<|im_end|>``). Returns the model.
+    ``<|im_end|>``). The default heads are 16 wide; vLLM's CPU attention needs at least 32
+    (``num_attention_heads=2, num_key_value_heads=1``). Returns the model.
     """
     import torch
     from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
@@ -197,8 +204,8 @@ def build_model(tokenizer_dir: str | os.PathLike, out_dir: str | os.PathLike, se
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=num_attention_heads,
+        num_key_value_heads=num_key_value_heads,
         max_position_embeddings=512,
         tie_word_embeddings=True,
         bos_token_id=pad_id,

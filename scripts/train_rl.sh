@@ -8,6 +8,8 @@
 #   One node:   ALGO=grpo bash scripts/train_rl.sh (starts a local Ray instance when none is running)
 #   Cluster:    start Ray as for scripts/train_ray.sh, then on the head node: NNODES=2 ALGO=ppo bash scripts/train_rl.sh
 #   Print only: DRY_RUN=1 ALGO=ppo bash scripts/train_rl.sh trainer.total_epochs=2
+#   CPU:        ALGO=grpo MODEL=/tmp/tiny/model DATA_DIR=/tmp/tiny/rl bash scripts/train_rl.sh rl_setting=tiny-cpu
+#               (2 training processes, the Hugging Face rollout: configs/rl_setting/tiny-cpu.yaml)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,12 +27,17 @@ case "$ALGO" in
   *) echo "ALGO=$ALGO is not a known algorithm; valid: grpo, ppo" >&2; exit 2 ;;
 esac
 
+# a CPU setting says how many training processes a node runs; GPUS_PER_NODE still wins when given
+on_cpu=0
+for arg in "$@"; do [[ "$arg" == rl_setting=*cpu* ]] && on_cpu=1; done
+if [ "$on_cpu" = 1 ] && [ "$GPUS_PER_NODE" = 0 ]; then GPUS_PER_NODE=; fi
+
 cmd=(python -m verl.trainer.main_ppo --config-path "$REPO/configs" --config-name "$config"
   actor_rollout_ref.model.path="$MODEL"
   data.train_files="$DATA_DIR/train.parquet"
   data.val_files="$DATA_DIR/val.parquet"
   trainer.nnodes="$NNODES"
-  trainer.n_gpus_per_node="$GPUS_PER_NODE"
+  ${GPUS_PER_NODE:+trainer.n_gpus_per_node="$GPUS_PER_NODE"}
   "$@")
 
 if [ "$DRY_RUN" = 1 ]; then
@@ -38,9 +45,10 @@ if [ "$DRY_RUN" = 1 ]; then
   exit 0
 fi
 if [ "$GPUS_PER_NODE" = 0 ]; then
-  echo "no GPU found (nvidia-smi); set GPUS_PER_NODE" >&2
+  echo "no GPU found (nvidia-smi): set GPUS_PER_NODE, or run on the CPU with rl_setting=tiny-cpu" >&2
   exit 2
 fi
-export RAY_ADDRESS=${RAY_ADDRESS:-auto}
-if ! ray status >/dev/null 2>&1; then unset RAY_ADDRESS; fi
+# join the running Ray cluster (scripts/ray_cluster.sh) if there is one; RAY_ADDRESS= (empty) starts a fresh one
+export RAY_ADDRESS=${RAY_ADDRESS-auto}
+if [ -z "$RAY_ADDRESS" ] || ! ray status >/dev/null 2>&1; then unset RAY_ADDRESS; fi
 exec "${cmd[@]}"

@@ -70,3 +70,11 @@ def faithful_tiny(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("faithful")
     return lambda card, **shape: build_faithful_tiny(card, root / card, **shape)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory):
+    """(assets, base model dir): a tiny Base that answers some problems, vLLM-compatible (tests/tiny_base.py)."""
+    from tiny_base import make_tiny_base
+
+    return make_tiny_base(tmp_path_factory.mktemp("tiny_base"))

@@ -1,8 +1,8 @@
-"""The PPO and GRPO baselines through verl's own trainer, as far as a CPU goes: both configs compose and pass verl's
-validation (main_ppo's validate_config and the config dataclasses its workers build), the reward grades real
-responses to real problems, the RL prep writes what verl's RLHFDataset loads and its reward worker scores, and the
-launcher's command runs verl's main_ppo entry point up to the point where it would start Ray. vLLM rollouts and
-training steps need GPUs and are not run here."""
+"""The PPO and GRPO baselines through verl's own trainer, without starting it: both configs compose and pass verl's
+validation (main_ppo's validate_config and the config dataclasses its workers build), on GPUs and with the CPU
+setting, the reward grades real responses to real problems, the RL prep writes what verl's RLHFDataset loads and its
+reward worker scores, and the launcher's command runs verl's main_ppo entry point up to the point where it would
+start Ray. Training steps on a CPU (Hugging Face rollout) are in test_quickstart_table3_on_cpu.py."""
 
 import json
 import os
@@ -385,3 +385,35 @@ def test_launcher_refuses_an_unknown_algorithm():
         env=dict(os.environ, ALGO="dpo"),
     )
     assert result.returncode == 2 and "valid: grpo, ppo" in result.stderr
+
+
+def test_cpu_setting_validates_and_rolls_out_with_hugging_face_on_two_processes(tiny, tmp_path, monkeypatch, capsys):
+    import verl.trainer.main_ppo as main_ppo
+
+    from dft.hf_rollout import HFReplica, HFServerAdapter
+
+    # no GPU here: the launcher leaves the process count to the CPU setting instead of refusing to start
+    env = {"ALGO": "ppo", "GPUS_PER_NODE": "0", "MODEL": str(tiny.model_dir), "DATA_DIR": str(tmp_path / "rl")}
+    cmd = dry_run(["rl_setting=tiny-cpu"], **env)
+    assert not any(arg.startswith("trainer.n_gpus_per_node=") for arg in cmd)
+    started = {}
+    monkeypatch.setattr(main_ppo, "run_ppo", lambda config, task_runner_class: started.update(config=config))
+    hydra_quiet = ["hydra/job_logging=none", "hydra/hydra_logging=none", f"hydra.run.dir={tmp_path}"]
+    monkeypatch.setattr(sys, "argv", ["main_ppo", *cmd[3:], *hydra_quiet])
+    main_ppo.main()
+    assert VALIDATED in capsys.readouterr().out
+    cfg = started["config"]
+    built = validate_like_verl(cfg)
+    assert (cfg.trainer.device, cfg.trainer.n_gpus_per_node, cfg.ray_kwargs.ray_init.num_gpus) == ("cpu", 2, 2)
+    assert (built["actor_rollout_ref.actor"].strategy, built["critic"].strategy) == ("fsdp2", "fsdp2")
+    assert built["actor_rollout_ref.rollout"].name == "hf" and cfg.critic.model.override_config.attn_implementation
+    from verl.workers.rollout.base import get_rollout_class
+    from verl.workers.rollout.replica import get_rollout_replica_class
+
+    assert (get_rollout_replica_class("hf"), get_rollout_class("hf")) == (HFReplica, HFServerAdapter)
+
+
+def test_launcher_without_a_gpu_or_the_cpu_setting_says_how_to_run():
+    env = dict(os.environ, ALGO="grpo", GPUS_PER_NODE="0")
+    result = subprocess.run(["bash", str(REPO / "scripts" / "train_rl.sh")], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "rl_setting=tiny-cpu" in result.stderr
