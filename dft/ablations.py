@@ -10,9 +10,10 @@ average, and per method a row ``official - token``. Scores are read as ``dft.tab
 """
 
 import argparse
+import sys
 from pathlib import Path
 
-from dft.tables import BENCHMARK_TITLES, load_paper_tables, our_scores, parse_runs
+from dft.tables import BENCHMARK_TITLES, check_summary, load_paper_tables, our_scores, parse_runs
 
 NORMALIZATIONS = ("official", "token")
 
@@ -55,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    text = normalization_table(parse_runs(args.run, None), load_paper_tables()["benchmarks"])
+    benchmarks = load_paper_tables()["benchmarks"]
+    try:
+        runs, where = parse_runs(args.run, None)
+        for key, summary in runs.items():
+            check_summary(summary, where[key], benchmarks)
+        text = normalization_table(runs, benchmarks)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("table", choices=["table1", "table2", "table3"])
     parser.add_argument("--run", action="append", default=[], help="MODEL/METHOD=path/to/summary.json")
     parser.add_argument("--runs", type=Path, help="JSON object of MODEL/METHOD -> summary path")
-    parser.add_argument("--allow-deviations", action="store_true",
-                        help="show runs that do not follow the table's protocol, marked, instead of refusing them")
+    deviations = "show runs that do not follow the table's protocol, marked, instead of refusing them"
+    parser.add_argument("--allow-deviations", action="store_true", help=deviations)
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     return parser
 

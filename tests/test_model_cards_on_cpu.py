@@ -1,4 +1,4 @@
-"""Model-faithful tiny models keep their card's tokenizer, special tokens, configs and context; only the shape shrinks."""
+"""Model-faithful tiny models keep their card's tokenizer, special tokens, configs and context; only shapes shrink."""
 
 import json
 

@@ -182,8 +182,8 @@ def test_the_normalization_recipe_trains_both_normalisations_and_renders_one_tab
     assert all("setting=paper" in argv for argv in trainings)
     argv = shlex.split(next(line for line in lines if " -m dft.ablations " in line))
     for number, run in enumerate(argv[i + 1] for i, arg in enumerate(argv) if arg == "--run"):
-        metrics = {name: {"avg@16": 0.1 + number / 100} for name in ("math500", "minerva_math", "olympiadbench",
-                                                                    "aime24", "amc23")}  # fmt: skip
+        metrics = {name: {"avg@16": 0.1 + number / 100, "samples_per_problem": 16, "problems": 30}
+                   for name in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}  # fmt: skip
         path = Path(run.split("=", 1)[1])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"benchmarks": metrics}))
@@ -193,3 +193,6 @@ def test_the_normalization_recipe_trains_both_normalisations_and_renders_one_tab
     assert "| SFT | official | 10.00 |" in table and "| SFT | token | 11.00 |" in table
     assert "| DFT | official - token | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 |" in table
     assert (tmp_path / "normalization.md").exists()
+    path.write_text(json.dumps({"benchmarks": {"aime24": {"avg@16": 0.1}}}))  # not what dft.eval writes
+    with pytest.raises(SystemExit, match=f"{path}: benchmark 'aime24' lacks samples_per_problem"):
+        ablations_main(argv[argv.index("normalization") :])

