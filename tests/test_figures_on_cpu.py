@@ -208,14 +208,14 @@ def test_the_extension_picks_the_format_and_png_is_300_dpi(tmp_path):
     assert read_numbers(tmp_path / "fig.svg")["methods"]["DFT"]["accuracy"] == pytest.approx([35.0])
 
 
-def test_an_unsupported_extension_is_an_error_naming_it_before_anything_is_read(tmp_path):
+def test_an_unsupported_extension_is_an_error_naming_it_before_anything_is_read(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"fig\.xyz: unsupported extension '\.xyz'; use one of \.pdf, \.svg, \.png"):
         figures.sweep("lr", ["SFT@1e-5=missing.json"], "average", None, tmp_path / "fig.xyz", **TITLE)
-    cmd = [sys.executable, "-m", "dft.figures", "sweep", "--param", "lr", "--run", f"SFT@1e-5={tmp_path}/s.json",
-           *TITLE_ARGS, "--out", str(tmp_path / "fig.jpg")]  # fmt: skip
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "unsupported extension '.jpg'" in result.stderr
+    argv = ["sweep", "--param", "lr", "--run", f"SFT@1e-5={tmp_path}/s.json", *TITLE_ARGS, "--out", f"{tmp_path}/f.jpg"]
+    with pytest.raises(SystemExit) as exit_:
+        figures.main(argv)
+    assert exit_.value.code == 2 and "sweep: error: --out " in (err := capsys.readouterr().err)
+    assert "f.jpg: unsupported extension '.jpg'" in err
     assert not list(tmp_path.glob("fig.*"))
 
 
