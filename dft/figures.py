@@ -1,10 +1,16 @@
-"""Build the paper's Figures 1-3 from result files; each command writes a PNG and ``<out>.json`` beside it.
+"""Build the paper's Figures 1-3 from result files; each command writes the figure and ``<out>.json`` beside it.
 
     python -m dft.figures dynamics --run SFT=runs/eval/sft --run DFT=runs/eval/dft [--benchmark average] \\
-        [--metric avg@16] --out fig1.png
+        [--metric avg@16] --model Qwen2.5-Math-1.5B --setting paper --out fig1.pdf
     python -m dft.figures token_probs --run Base=data/train.base.parquet --run DFT=data/train.dft.parquet \\
-        [--bins 50] [--max-rows N] --out fig2.png
-    python -m dft.figures sweep --param lr --run SFT@2e-4=runs/eval/sft-lr2e-4/summary.json ... --out fig3.png
+        [--bins 50] [--max-rows N] --model Qwen2.5-Math-1.5B --setting paper --out fig2.png
+    python -m dft.figures sweep --param lr --run SFT@2e-4=runs/eval/sft-lr2e-4/summary.json ... \\
+        --model Qwen2.5-Math-1.5B --setting paper --out fig3.svg
+
+The extension of ``--out`` picks the format: ``.pdf`` and ``.svg`` (vector) or ``.png`` (300 dpi); any other is an
+error before anything is read. Titles name the model and the setting (``--model``, ``--setting``: the training
+setting, e.g. ``paper`` or ``corrected``); legends give each line's sample size, problems x samples per problem
+(``n=500 x 16``; for the average, the problems of all its benchmarks), and Figure 2's panels their rows and tokens.
 
 - ``dynamics`` (Figure 1, accuracy during training): a run is ``LABEL=DIR`` where ``DIR/step_<N>/summary.json``
   is ``python -m dft.eval``'s summary of the checkpoint after N training steps (``step_0``: the base model).
@@ -38,6 +44,9 @@ STEP_DIR = re.compile(r"^step_(\d+)$")
 # dft.datasets.ref_column(), named here because importing dft.datasets pulls in verl and torch
 REF_LOG_PROBS = "ref_log_probs"
 SWEEP_PARAMS = {"lr": "Learning rate", "batch_size": "Batch size"}
+# --out extension -> matplotlib format; PNG is rasterised at PNG_DPI
+FORMATS = {".pdf": "pdf", ".svg": "svg", ".png": "png"}
+PNG_DPI = 300
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -87,6 +96,35 @@ def metric_value(summary: dict, benchmark: str, metric: str | None, where: Path)
     return key, 100 * float(section[key])
 
 
+def sample_size(summary: dict, benchmark: str) -> list[int] | None:
+    """[problems, samples per problem] behind ``benchmark``'s numbers (the ``average``: the problems of all its
+    benchmarks); None for a summary that does not record them."""
+    sections = summary.get("benchmarks", {})
+    chosen = list(sections.values()) if benchmark == "average" else [sections.get(benchmark, {})]
+    if not chosen or any("problems" not in s or "samples_per_problem" not in s for s in chosen):
+        return None
+    samples = {s["samples_per_problem"] for s in chosen}
+    return [sum(s["problems"] for s in chosen), samples.pop()] if len(samples) == 1 else None
+
+
+def size_label(sizes: list) -> str:
+    """``n=500 x 16`` for a line whose points share one sample size, ``n=30-500 x 16`` style ranges otherwise."""
+    known = [tuple(s) for s in sizes if s]
+    if not known or len(known) < len(sizes):
+        return ""
+    problems, samples = sorted({p for p, _ in known}), sorted({k for _, k in known})
+    return f"n={span(problems)} x {span(samples)}"
+
+
+def span(values: list[int]) -> str:
+    return f"{values[0]:,}" if len(values) == 1 else f"{values[0]:,}-{values[-1]:,}"
+
+
+def labeled(label: str, sizes: list) -> str:
+    size = size_label(sizes)
+    return f"{label} ({size})" if size else label
+
+
 def step_summaries(run_dir: Path) -> list[tuple[int, Path]]:
     """(step, summary path) of every ``run_dir/step_<N>/summary.json``, by step."""
     found = [(int(m.group(1)), p) for p in run_dir.glob("step_*/summary.json") if (m := STEP_DIR.match(p.parent.name))]
@@ -98,9 +136,11 @@ def step_summaries(run_dir: Path) -> list[tuple[int, Path]]:
 def dynamics_series(run_dir: Path, benchmark: str, metric: str | None) -> dict:
     """One run's accuracy curve: steps, values (%), the metric key(s) and the summaries read."""
     found = step_summaries(run_dir)
-    points = [metric_value(read_summary(path), benchmark, metric, path) for _, path in found]
+    summaries = [read_summary(path) for _, path in found]
+    points = [metric_value(summary, benchmark, metric, path) for summary, (_, path) in zip(summaries, found)]
     return {"dir": str(run_dir), "metric": sorted({key for key, _ in points}), "steps": [step for step, _ in found],
-            "values": [value for _, value in points], "summaries": [str(path) for _, path in found]}  # fmt: skip
+            "values": [value for _, value in points], "sizes": [sample_size(s, benchmark) for s in summaries],
+            "summaries": [str(path) for _, path in found]}  # fmt: skip
 
 
 def token_probabilities(path: Path, max_rows: int | None) -> tuple[np.ndarray, int]:
@@ -143,9 +183,11 @@ def sweep_series(runs: list[tuple[str, float, Path]], benchmark: str, metric: st
     series = {}
     for method, paths in by_method.items():
         values = sorted(paths)
-        points = [metric_value(read_summary(paths[v]), benchmark, metric, paths[v]) for v in values]
+        summaries = [read_summary(paths[v]) for v in values]
+        points = [metric_value(s, benchmark, metric, paths[v]) for s, v in zip(summaries, values)]
         series[method] = {"metric": sorted({key for key, _ in points}), "values": values,
                           "accuracy": [acc for _, acc in points],
+                          "sizes": [sample_size(s, benchmark) for s in summaries],
                           "summaries": [str(paths[v]) for v in values]}  # fmt: skip
     return series
 
@@ -162,9 +204,20 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def figure_format(out: Path) -> str:
+    """The file format ``out``'s extension asks for; any other extension is an error naming it and the file."""
+    fmt = FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"--out {out}: unsupported extension {out.suffix!r}; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
 def save(fig: Figure, out: Path, numbers: dict) -> Path:
-    """Write the PNG and ``<out>.json`` (the plotted numbers), each atomically; return the JSON's path."""
-    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png"))
+    """Write the figure in the format of ``out``'s extension (PNG at 300 dpi) and ``<out>.json`` (the plotted
+    numbers), each atomically; return the JSON's path."""
+    fmt = figure_format(out)
+    dpi = PNG_DPI if fmt == "png" else None
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
     numbers_path = out.with_name(out.name + ".json")
     write_json_atomic(numbers_path, numbers)
     return numbers_path
@@ -178,13 +231,18 @@ def benchmark_title(benchmark: str) -> str:
     return "Average over benchmarks" if benchmark == "average" else benchmark
 
 
-def draw_dynamics(series: dict, benchmark: str) -> Figure:
+def run_title(model: str, setting: str) -> str:
+    """What every figure's title starts with: the model and the training setting."""
+    return f"{model}, setting={setting}"
+
+
+def draw_dynamics(series: dict, benchmark: str, title: str) -> Figure:
     fig = new_figure(6, 4)
     ax = fig.add_subplot()
     for label, s in series.items():
-        ax.plot(s["steps"], s["values"], marker="o", label=label)
+        ax.plot(s["steps"], s["values"], marker="o", label=labeled(label, s["sizes"]))
     keys = [k for s in series.values() for k in s["metric"]]
-    ax.set(xlabel="Training step", ylabel=f"{metric_label(keys)} (%)", title=benchmark_title(benchmark))
+    ax.set(xlabel="Training step", ylabel=f"{metric_label(keys)} (%)", title=f"{title}\n{benchmark_title(benchmark)}")
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -196,14 +254,14 @@ def panel_grid(n: int) -> tuple[int, int]:
     return math.ceil(n / ncols), ncols
 
 
-def draw_token_probs(stats: dict, edges: np.ndarray) -> Figure:
+def draw_token_probs(stats: dict, edges: np.ndarray, title: str) -> Figure:
     """One panel per run, shared axes: counts of token probabilities in [0, 1], log-scale count axis."""
     nrows, ncols = panel_grid(len(stats))
     fig = new_figure(3.6 * ncols, 3.0 * nrows)
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
     for ax, (label, s) in zip(axes, stats.items()):
         ax.bar(edges[:-1], s["counts"], width=np.diff(edges), align="edge", log=True, color="tab:blue")
-        ax.set_title(f"{label} ({s['tokens']:,} tokens)", fontsize=10)
+        ax.set_title(f"{label} (n={s['rows']:,} rows, {s['tokens']:,} tokens)", fontsize=10)
         if s["tokens"]:
             extremes = f"mean p {s['mean_p']:.2f}\np<0.1: {s['frac_below_0.1']:.0%}\np>0.9: {s['frac_above_0.9']:.0%}"
             ax.text(0.5, 0.95, extremes, transform=ax.transAxes, ha="center", va="top", fontsize=8,
@@ -213,6 +271,7 @@ def draw_token_probs(stats: dict, edges: np.ndarray) -> Figure:
         ax.grid(alpha=0.3, axis="y")
     for ax in axes[len(stats) :]:
         ax.set_visible(False)
+    fig.suptitle(f"{title}: training-set token probabilities")
     fig.supxlabel("Token probability p")
     fig.supylabel("Token count (log scale)")
     return fig
@@ -226,18 +285,18 @@ def format_value(param: str, value: float) -> str:
     return f"{value:g}"
 
 
-def draw_sweep(series: dict, param: str, benchmark: str) -> Figure:
+def draw_sweep(series: dict, param: str, benchmark: str, title: str) -> Figure:
     fig = new_figure(6, 4)
     ax = fig.add_subplot()
     for method, s in series.items():
-        ax.plot(s["values"], s["accuracy"], marker="o", label=method)
+        ax.plot(s["values"], s["accuracy"], marker="o", label=labeled(method, s["sizes"]))
     ax.set_xscale("log", base=2 if param == "batch_size" else 10)
     ticks = sorted({v for s in series.values() for v in s["values"]})
     ax.set_xticks(ticks, [format_value(param, v) for v in ticks])
     ax.xaxis.set_minor_locator(NullLocator())
     keys = [k for s in series.values() for k in s["metric"]]
     ax.set(xlabel=f"{SWEEP_PARAMS[param]} (log scale)", ylabel=f"{metric_label(keys)} (%)",
-           title=f"{benchmark_title(benchmark)}: {SWEEP_PARAMS[param].lower()} sensitivity")  # fmt: skip
+           title=f"{title}\n{benchmark_title(benchmark)}: {SWEEP_PARAMS[param].lower()} sensitivity")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
@@ -248,32 +307,38 @@ def draw_sweep(series: dict, param: str, benchmark: str) -> Figure:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def dynamics(runs: list[str], benchmark: str, metric: str | None, out: Path) -> dict:
+def dynamics(runs: list[str], benchmark: str, metric: str | None, out: Path, *, model: str, setting: str) -> dict:
+    figure_format(out)
     series = {}
     for pair in runs:
         label, run_dir = parse_labeled(pair, "LABEL=DIR (DIR/step_<N>/summary.json per checkpoint)")
         series[label] = dynamics_series(run_dir, benchmark, metric)
-    numbers = {"figure": "dynamics", "benchmark": benchmark, "unit": "percent", "runs": series}
-    save(draw_dynamics(series, benchmark), out, numbers)
+    numbers = {"figure": "dynamics", "model": model, "setting": setting, "benchmark": benchmark, "unit": "percent",
+               "runs": series}  # fmt: skip
+    save(draw_dynamics(series, benchmark, run_title(model, setting)), out, numbers)
     return numbers
 
 
-def token_probs(runs: list[str], bins: int, max_rows: int | None, out: Path) -> dict:
+def token_probs(runs: list[str], bins: int, max_rows: int | None, out: Path, *, model: str, setting: str) -> dict:
+    figure_format(out)
     edges = np.linspace(0.0, 1.0, bins + 1)
     stats = {}
     for pair in runs:
         label, path = parse_labeled(pair, "LABEL=PARQUET (written by python -m dft.ref_logprobs)")
         p, rows = token_probabilities(path, max_rows)
         stats[label] = {"parquet": str(path), "rows": rows, **token_prob_stats(p, edges)}
-    numbers = {"figure": "token_probs", "bin_edges": edges.tolist(), "runs": stats}
-    save(draw_token_probs(stats, edges), out, numbers)
+    numbers = {"figure": "token_probs", "model": model, "setting": setting, "bin_edges": edges.tolist(), "runs": stats}
+    save(draw_token_probs(stats, edges, run_title(model, setting)), out, numbers)
     return numbers
 
 
-def sweep(param: str, runs: list[str], benchmark: str, metric: str | None, out: Path) -> dict:
+def sweep(param: str, runs: list[str], benchmark: str, metric: str | None, out: Path, *, model: str,
+          setting: str) -> dict:  # fmt: skip
+    figure_format(out)
     series = sweep_series([parse_sweep_run(pair, param) for pair in runs], benchmark, metric)
-    numbers = {"figure": "sweep", "param": param, "benchmark": benchmark, "unit": "percent", "methods": series}
-    save(draw_sweep(series, param, benchmark), out, numbers)
+    numbers = {"figure": "sweep", "model": model, "setting": setting, "param": param, "benchmark": benchmark,
+               "unit": "percent", "methods": series}  # fmt: skip
+    save(draw_sweep(series, param, benchmark, run_title(model, setting)), out, numbers)
     return numbers
 
 
@@ -293,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--benchmark", default="average", help="a benchmark name, or average (default)")
         sub.add_argument("--metric", help="summary metric key (default: the avg@k key)")
     for sub in (dyn, probs, swp):
-        sub.add_argument("--out", type=Path, required=True, help="PNG to write; the numbers go to <out>.json")
+        sub.add_argument("--model", required=True, help="the model, as the title names it (e.g. Qwen2.5-Math-1.5B)")
+        sub.add_argument("--setting", required=True, help="the training setting, as the title names it (e.g. paper)")
+        sub.add_argument("--out", type=Path, required=True, help=f"figure ({', '.join(FORMATS)}); numbers: <out>.json")
     return parser
 
 
@@ -302,13 +369,14 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.figure == "token_probs" and (args.bins < 1 or (args.max_rows is not None and args.max_rows < 1)):
         parser.error("--bins and --max-rows must be at least 1")
+    title = {"model": args.model, "setting": args.setting}
     try:
         if args.figure == "dynamics":
-            dynamics(args.run, args.benchmark, args.metric, args.out)
+            dynamics(args.run, args.benchmark, args.metric, args.out, **title)
         elif args.figure == "token_probs":
-            token_probs(args.run, args.bins, args.max_rows, args.out)
+            token_probs(args.run, args.bins, args.max_rows, args.out, **title)
         else:
-            sweep(args.param, args.run, args.benchmark, args.metric, args.out)
+            sweep(args.param, args.run, args.benchmark, args.metric, args.out, **title)
     except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"python -m dft.figures {args.figure}: error: {error}\n")
     print(f"wrote {args.out} and {args.out.name}.json")

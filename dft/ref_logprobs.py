@@ -2,7 +2,7 @@
 ``iw_sft`` and ``dpo``, and the token probabilities of the paper's Figure 2.
 
     torchrun --nproc_per_node=8 -m dft.ref_logprobs preset=qwen2.5-math-1.5b \\
-        data.train_files=data/numina_cot/train.parquet ref.output=data/numina_cot/train.ref.parquet
+        data.train_files=data/numina/train.parquet ref.output=data/numina/train.ref.parquet
 
 The output is the input parquet with the log-probability of every target token (the tokens the loss mask
 trains on), in order, added as a list column: ``ref_log_probs`` for conversations (``messages``), and

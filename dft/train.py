@@ -1,7 +1,7 @@
 """Train with verl's engine SFT trainer and the loss from ``loss.name`` (torchrun / SPMD).
 
     torchrun --nproc_per_node=8 -m dft.train model.path=Qwen/Qwen2.5-Math-1.5B loss.name=dft \\
-        data.train_files=data/numina_cot/train.parquet
+        data.train_files=data/numina/train.parquet
 
 Every field of verl's ``sft_trainer_engine`` config and of ``configs/dft_trainer.yaml`` is a Hydra override.
 """

@@ -15,6 +15,8 @@ EVAL_BACKEND=${EVAL_BACKEND:-vllm}
 EVAL_GPUS=${EVAL_GPUS:-$NPROC_PER_NODE}
 # the paper's evaluation: avg@16, temperature 1.0, 4096 new tokens (configs/eval.yaml); fewer for a quick look
 EVAL_SAMPLES=${EVAL_SAMPLES:-16}
+# figures: pdf or svg (vector) or png (300 dpi)
+FIGURE_FORMAT=${FIGURE_FORMAT:-pdf}
 # NuminaMath-CoT training examples (paper: 100,000)
 N_TRAIN=${N_TRAIN:-100000}
 export DRY_RUN NPROC_PER_NODE

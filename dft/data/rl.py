@@ -17,7 +17,7 @@ Input: the problems that rejection sampling (:mod:`dft.data.rft`) samples, i.e. 
 (``messages`` and ``answer``; the problem is the user turn without the CoT instruction, and a user turn that is not a
 chat-cot message is a bad row) or a jsonl/parquet of ``problem`` and ``answer``; rows with ``problem`` and
 ``solution`` but no ``answer`` take the solution's last ``\boxed{}`` (raw NuminaMath-CoT, the hub default, or MATH).
-The paper's RL runs use the RFT problems: ``--input data/numina_cot/train.parquet --n 10000 --selection first``
+The paper's RL runs use the RFT problems: ``--input data/numina/train.parquet --n 10000 --selection first``
 takes the same first 10,000 problems as ``dft.data.rft ... limit=10000``, and ``--val-size`` draws validation
 prompts from the rows after them.
 

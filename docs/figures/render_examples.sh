@@ -87,8 +87,9 @@ for lr in $SWEEP_LRS; do
     done
 done
 
-python -m dft.figures dynamics --run SFT="$OUT/dynamics_sft" --run DFT="$OUT/dynamics_dft" --benchmark tiny-math \
+title=(--model "tiny CPU model" --setting corrected)
+python -m dft.figures dynamics --run SFT="$OUT/dynamics_sft" --run DFT="$OUT/dynamics_dft" --benchmark tiny-math "${title[@]}" \
     --out "$DOCS/tiny_dynamics.png"
 python -m dft.figures token_probs --run Base="$OUT/finetune.base.parquet" --run SFT="$OUT/finetune.sft.parquet" \
-    --run DFT="$OUT/finetune.dft.parquet" --out "$DOCS/tiny_token_probs.png"
-python -m dft.figures sweep --param lr "${sweep_runs[@]}" --benchmark tiny-math --out "$DOCS/tiny_sweep_lr.png"
+    --run DFT="$OUT/finetune.dft.parquet" "${title[@]}" --out "$DOCS/tiny_token_probs.png"
+python -m dft.figures sweep --param lr "${sweep_runs[@]}" --benchmark tiny-math "${title[@]}" --out "$DOCS/tiny_sweep_lr.png"

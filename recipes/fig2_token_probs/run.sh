@@ -20,4 +20,5 @@ for method in $METHODS; do
     data.train_files="$sample" "$@"
   figure_runs+=(--run "${method^^}=$RUNS/fig2/$method.parquet")
 done
-run python -m dft.figures token_probs "${figure_runs[@]}" --out "$RUNS/fig2_token_probs.png"
+run python -m dft.figures token_probs "${figure_runs[@]}" --model "$(paper_name "$MODEL")" --setting "$SETTING" \
+  --out "$RUNS/fig2_token_probs.$FIGURE_FORMAT"

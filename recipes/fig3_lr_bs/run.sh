@@ -32,6 +32,8 @@ for loss in $LOSSES; do
     bs_runs+=(--run "${loss^^}@$bs=$RUNS/eval/fig3/$MODEL-$loss-lr$BASE_LR-bs$bs/summary.json")
   done
 done
-run python -m dft.figures sweep --param lr "${lr_runs[@]}" --benchmark "$BENCHMARK" --out "$RUNS/fig3_lr.png"
-run python -m dft.figures sweep --param batch_size "${bs_runs[@]}" --benchmark "$BENCHMARK" \
-  --out "$RUNS/fig3_batch_size.png"
+title=(--model "$(paper_name "$MODEL")" --setting "$SETTING")
+run python -m dft.figures sweep --param lr "${lr_runs[@]}" --benchmark "$BENCHMARK" "${title[@]}" \
+  --out "$RUNS/fig3_lr.$FIGURE_FORMAT"
+run python -m dft.figures sweep --param batch_size "${bs_runs[@]}" --benchmark "$BENCHMARK" "${title[@]}" \
+  --out "$RUNS/fig3_batch_size.$FIGURE_FORMAT"
