@@ -14,8 +14,9 @@ only a ``\boxed{}`` answer earns the reward. The evaluation, as the paper's harn
 answers ("the final answer is ...", the last number); a reward that did the same would pay a policy for answers it
 never commits to in the format every prompt asks for, and the last-number rule can be met by listing numbers. So a
 rewarded response is one the evaluation counts correct, not always the converse: a response without a final boxed
-answer (or a truncated one) scores 0.0, and a grading failure (timeout, worker death, unparsable gold) scores 0.0 and never raises into the trainer. math-verify's
-own timeout uses ``signal.alarm``, which fails in these threads; the grader's worker processes do not need it.
+answer (or a truncated one) scores 0.0, and a grading failure (timeout, worker death, unparsable gold) scores 0.0
+and never raises into the trainer. math-verify's own timeout uses ``signal.alarm``, which fails in these threads;
+the grader's worker processes do not need it.
 """
 
 from __future__ import annotations
