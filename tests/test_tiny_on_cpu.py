@@ -56,10 +56,10 @@ def test_problems_are_unique_and_well_formed():
 def test_last_boxed_is_the_correct_answer():
     for r in make_problems(1000, seed=0):
         last_line = r["solution"].splitlines()[-1]
-        assert last_line.endswith("\\boxed{" + r["answer"] + "}")
-        assert BOXED.findall(r["solution"])[-1] == r["answer"]
+        assert last_line.endswith("\\boxed{" + r["gold"] + "}")
+        assert BOXED.findall(r["solution"])[-1] == r["gold"]
         a, op, b, c = re.search(r"(\d+) ([-+*]) (\d+) = (\d+)", r["solution"]).groups()
-        assert OPS[op](int(a), int(b)) == int(c) == int(r["answer"]) >= 0
+        assert OPS[op](int(a), int(b)) == int(c) == int(r["gold"]) >= 0
 
 
 def test_to_messages_appends_instruction():
@@ -80,7 +80,7 @@ def test_splits_are_disjoint_and_written(assets):
     assert not train_problems & {r["problem"] for r in assets.val_records}
     first = list(train["messages"].iloc[0])
     assert [dict(m) for m in first] == to_messages(assets.train_records[0])
-    assert list(train["answer"]) == [r["answer"] for r in assets.train_records]
+    assert list(train["gold"]) == [r["gold"] for r in assets.train_records]
 
 
 def test_tokenizer_round_trips_and_is_small(assets, tokenizer):

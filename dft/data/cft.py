@@ -5,12 +5,13 @@ Hub ``TIGER-Lab/WebInstruct-CFT`` (config ``WebInstruct-CFT-50K`` by default, th
 not checked against the hub here) or a local jsonl/parquet with its fields ``instruction``, ``input`` (the question
 and a candidate solution) and ``output`` (the critique). The user turn is ``instruction + "\\n" + input`` (how
 LLaMA-Factory, which the CFT authors trained with, joins an alpaca-style prompt and query); the assistant turn is
-the critique. There is no gold answer to verify, so ``answer`` is the empty string and no CoT instruction is added.
+the critique. There is no gold answer to verify, so ``gold`` is the empty string and no CoT instruction is added.
 """
 
 from __future__ import annotations
 
-from dft.data.common import DatasetSpec, Example, HubSource, main_for, text_field
+from dft.data.common import DatasetSpec, Example, HubSource, main_for
+from dft.problems import text_field
 
 
 def convert(row: dict, extra: dict) -> Example:
