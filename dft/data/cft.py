@@ -10,6 +10,8 @@ the critique. There is no gold answer to verify, so ``gold`` is the empty string
 
 from __future__ import annotations
 
+from functools import partial
+
 from dft.data.common import DatasetSpec, Example, HubSource, main_for
 from dft.problems import text_field
 
@@ -29,10 +31,7 @@ SPEC = DatasetSpec(
     convert=convert,
 )
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point."""
-    return main_for(SPEC, argv)
+main = partial(main_for, SPEC)  # the CLI: main(argv) prepares the data and returns the report
 
 
 if __name__ == "__main__":

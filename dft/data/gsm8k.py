@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from functools import partial
 
 from dft.data.common import DatasetSpec, Example, HubSource, chat_cot_user, main_for
 from dft.problems import gold_field, gsm8k_parts, text_field
@@ -49,10 +50,7 @@ SPEC = DatasetSpec(
     add_arguments=add_arguments,
 )
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point."""
-    return main_for(SPEC, argv)
+main = partial(main_for, SPEC)  # the CLI: main(argv) prepares the data and returns the report
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ Hub ``DigitalLearningGmbH/MATH-lighteval`` (split ``train``) or a local jsonl/pa
 
 from __future__ import annotations
 
+from functools import partial
+
 from dft.data.common import DatasetSpec, Example, HubSource, chat_cot_user, main_for
 from dft.problems import gold_field, text_field
 
@@ -25,10 +27,7 @@ SPEC = DatasetSpec(
     convert=convert,
 )
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point."""
-    return main_for(SPEC, argv)
+main = partial(main_for, SPEC)  # the CLI: main(argv) prepares the data and returns the report
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ Training renders them in the official format (``dft.formats``).
 
 from __future__ import annotations
 
+from functools import partial
+
 from dft.data.common import DatasetSpec, Example, HubSource, chat_cot_user, main_for
 from dft.problems import gold_field, last_boxed, raw_text_field, text_field
 
@@ -46,10 +48,7 @@ SPEC = DatasetSpec(
     official=convert_official,
 )
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point."""
-    return main_for(SPEC, argv)
+main = partial(main_for, SPEC)  # the CLI: main(argv) prepares the data and returns the report
 
 
 if __name__ == "__main__":

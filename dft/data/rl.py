@@ -35,7 +35,8 @@ import argparse
 import os
 from dataclasses import dataclass, replace
 
-from dft.data.common import DatasetSpec, HubSource, PrepOptions, chat_cot_user, main_for
+from dft.data import numina
+from dft.data.common import DatasetSpec, PrepOptions, chat_cot_user, main_for
 from dft.data.common import prepare as prepare_dataset
 from dft.data.select import Validator
 from dft.problems import BadRow, file_format_of, problem_of_row
@@ -185,7 +186,7 @@ def write_parquet(prompts: list[RLPrompt], split: str, path: str) -> None:
 SPEC = DatasetSpec(
     name="rl",
     description="prompts and gold answers for verl's PPO/GRPO (RL parquet); --max-length counts prompt tokens",
-    hub=HubSource("AI-MO/NuminaMath-CoT", None, "train"),
+    hub=numina.SPEC.hub,  # the RL problems are the training set's
     convert=convert,
     add_arguments=add_arguments,
     validator=RLValidator,

@@ -35,82 +35,56 @@ class BenchmarkDataError(SourceError):
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    """A benchmark: its record count, how to read its local jsonl, and its hub source and fields (None if none is
-    recorded)."""
+    """A benchmark: its record count, how to read its local jsonl, and its hub source (None if none is recorded),
+    read through ``hub_fields`` (None: the local file's fields)."""
 
     name: str
     count: int
     local: FieldMap
-    hub: HubSource | None
-    hub_fields: FieldMap | None
     description: str
+    hub: HubSource | None = None
+    hub_fields: FieldMap | None = None
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     spec.name: spec
     for spec in [
-        BenchmarkSpec(
-            "math500", 500,
-            FieldMap("unique_id", "problem", "answer"),
-            # Hub fields (problem, solution, answer, subject, level, unique_id) match the local file.
-            HubSource("HuggingFaceH4/MATH-500", None, "test"), FieldMap("unique_id", "problem", "answer"),
-            "MATH500 (Lightman et al.'s 500-problem subset of the MATH test set); gold = answer",
-        ),
-        BenchmarkSpec(
-            "minerva_math", 272,
-            FieldMap("idx", "problem", "solution", "boxed"),
-            # UNVERIFIED: math-ai/minervamath is a single test.jsonl; third-party code reads it as `question` plus
-            # an already-extracted `answer` (no solution, no id), so ids there are row positions.
-            HubSource("math-ai/minervamath", None, "test"), FieldMap(None, "question", "answer"),
-            "Minerva Math (MIT OCW quantitative problems); gold = last \\boxed{} of solution",
-        ),
-        BenchmarkSpec(
-            "olympiadbench", 675,
-            FieldMap("id", "question", "final_answer", "olympiad"),
-            # The hub config is the same OpenBMB release the local file comes from (id, question, final_answer list,
-            # ...); field names believed identical but not checked against the hub here.
-            HubSource("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train"),
-            FieldMap("id", "question", "final_answer", "olympiad"),
-            "OlympiadBench, open-ended text-only English competition maths (OE_TO_maths_en_COMP); "
-            "gold = final_answer[0] without $",
-        ),
-        BenchmarkSpec(
-            "aime24", 30,
-            FieldMap("id", "problem", "answer"),
-            # HuggingFaceH4/aime_2024: id, problem, solution, answer (string), url, year.
-            HubSource("HuggingFaceH4/aime_2024", None, "train"), FieldMap("id", "problem", "answer"),
-            "AIME 2024 (I and II); gold = answer",
-        ),
-        BenchmarkSpec(
-            "amc23", 40,
-            FieldMap("id", "problem", "answer", "integer"),
-            # UNVERIFIED: third-party code reads math-ai/amc23 as `question` + `answer`; whether it has an `id` column
-            # is unknown, so ids there are row positions. The answer may be a float (27.0) as locally.
-            HubSource("math-ai/amc23", None, "test"), FieldMap(None, "question", "answer", "integer"),
-            "AMC 2023 (the 40-problem set used by Qwen2.5-Math); gold = answer as an integer",
-        ),
-        BenchmarkSpec(
-            "aime25", 30,
-            FieldMap(None, "question", "answer"),
-            None, None,  # SOURCES.md records no hub dataset for it; local only.
-            "AIME 2025 (not in the paper); gold = answer",
-        ),
-        BenchmarkSpec(
-            "gsm8k", 1319,
-            FieldMap("idx", "question", "answer", "gsm8k"),
-            # openai/gsm8k (main): question, answer; no idx column, so ids there are row positions (= local idx).
-            HubSource("openai/gsm8k", "main", "test"), FieldMap(None, "question", "answer", "gsm8k"),
-            "GSM8K test set (not in the paper); gold = number after ####, commas removed",
-        ),
-        BenchmarkSpec(
-            "math_full_test", 5000,
-            FieldMap("idx", "problem", "solution", "boxed"),
-            # DigitalLearningGmbH/MATH-lighteval: problem, level, solution, type; no idx, so ids are row positions.
-            HubSource("DigitalLearningGmbH/MATH-lighteval", None, "test"),
-            FieldMap(None, "problem", "solution", "boxed"),
-            "the full 5,000-problem MATH test set (what the original DFT code called math500); "
-            "gold = last \\boxed{} of solution",
-        ),
+        BenchmarkSpec("math500", 500, FieldMap("unique_id", "problem", "answer"),
+                      "MATH500 (Lightman et al.'s 500-problem subset of the MATH test set); gold = answer",
+                      # the hub fields (problem, solution, answer, subject, level, unique_id) match the local file
+                      HubSource("HuggingFaceH4/MATH-500", None, "test")),
+        BenchmarkSpec("minerva_math", 272, FieldMap("idx", "problem", "solution", "boxed"),
+                      "Minerva Math (MIT OCW quantitative problems); gold = last \\boxed{} of solution",
+                      # UNVERIFIED: math-ai/minervamath is a single test.jsonl; third-party code reads it as
+                      # `question` plus an already-extracted `answer` (no solution, no id): ids are row positions.
+                      HubSource("math-ai/minervamath", None, "test"), FieldMap(None, "question", "answer")),
+        BenchmarkSpec("olympiadbench", 675, FieldMap("id", "question", "final_answer", "olympiad"),
+                      "OlympiadBench, open-ended text-only English competition maths (OE_TO_maths_en_COMP); "
+                      "gold = final_answer[0] without $",
+                      # the same OpenBMB release as the local file (id, question, final_answer list, ...); field
+                      # names believed identical but not checked against the hub here
+                      HubSource("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train")),
+        BenchmarkSpec("aime24", 30, FieldMap("id", "problem", "answer"), "AIME 2024 (I and II); gold = answer",
+                      # HuggingFaceH4/aime_2024: id, problem, solution, answer (string), url, year
+                      HubSource("HuggingFaceH4/aime_2024", None, "train")),
+        BenchmarkSpec("amc23", 40, FieldMap("id", "problem", "answer", "integer"),
+                      "AMC 2023 (the 40-problem set used by Qwen2.5-Math); gold = answer as an integer",
+                      # UNVERIFIED: third-party code reads math-ai/amc23 as `question` + `answer`; whether it has an
+                      # `id` column is unknown, so ids there are row positions; the answer may be a float (27.0)
+                      HubSource("math-ai/amc23", None, "test"), FieldMap(None, "question", "answer", "integer")),
+        # SOURCES.md records no hub dataset for AIME 2025: local only
+        BenchmarkSpec("aime25", 30, FieldMap(None, "question", "answer"),
+                      "AIME 2025 (not in the paper); gold = answer"),
+        BenchmarkSpec("gsm8k", 1319, FieldMap("idx", "question", "answer", "gsm8k"),
+                      "GSM8K test set (not in the paper); gold = number after ####, commas removed",
+                      # openai/gsm8k (main): question, answer; no idx column, so ids there are row positions (= idx)
+                      HubSource("openai/gsm8k", "main", "test"), FieldMap(None, "question", "answer", "gsm8k")),
+        BenchmarkSpec("math_full_test", 5000, FieldMap("idx", "problem", "solution", "boxed"),
+                      "the full 5,000-problem MATH test set (what the original DFT code called math500); "
+                      "gold = last \\boxed{} of solution",
+                      # DigitalLearningGmbH/MATH-lighteval: problem, level, solution, type; no idx: ids are positions
+                      HubSource("DigitalLearningGmbH/MATH-lighteval", None, "test"),
+                      FieldMap(None, "problem", "solution", "boxed")),
     ]
 }  # fmt: skip
 
@@ -141,7 +115,7 @@ def load_benchmark(name: str, data_dir: str | os.PathLike | None = None, source:
             raise ValueError(f"benchmark {spec.name!r} has no hub source recorded; load it with source='local'")
         rows = read_hub(spec.hub)
         _check_count(spec, len(rows), rows.where)
-        return to_problems(rows, spec.hub_fields.problem, BenchmarkDataError)
+        return to_problems(rows, (spec.hub_fields or spec.local).problem, BenchmarkDataError)
     raise ValueError(f"unknown source {source!r}; expected 'local' or 'hub'")
 
 
