@@ -50,7 +50,7 @@ def test_problems_are_unique_and_well_formed():
     records = make_problems(1000, seed=0)
     assert len({r["problem"] for r in records}) == len(records)
     assert len({r["id"] for r in records}) == len(records)
-    assert {"id", "problem", "solution", "answer"} <= set(records[0])
+    assert {"id", "problem", "solution", "gold"} <= set(records[0])
 
 
 def test_last_boxed_is_the_correct_answer():
@@ -74,7 +74,7 @@ def test_splits_are_disjoint_and_written(assets):
     val = pd.read_parquet(assets.val_parquet)
     test = [json.loads(line) for line in assets.test_jsonl.read_text().splitlines()]
     assert (len(train), len(val), len(test)) == (200, 16, 16)
-    assert set(test[0]) == {"id", "problem", "answer"}
+    assert set(test[0]) == {"id", "problem", "gold"}
     train_problems = {r["problem"] for r in assets.train_records}
     assert not train_problems & {r["problem"] for r in test}
     assert not train_problems & {r["problem"] for r in assets.val_records}
