@@ -10,14 +10,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from dft.eval.benchmarks import (
-    BENCHMARKS,
-    PAPER_BENCHMARKS,
-    BenchmarkDataError,
-    Problem,
-    default_data_dir,
-    load_benchmark,
-)
+from dft.eval.benchmarks import BENCHMARKS, PAPER_BENCHMARKS, BenchmarkDataError, default_data_dir, load_benchmark
+from dft.problems import Problem
 
 DATA_DIR = Path(os.environ.get("DFT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"benchmark data not found at {DATA_DIR}")

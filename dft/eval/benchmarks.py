@@ -22,7 +22,7 @@ from pathlib import Path
 
 from dft.problems import FieldMap, HubSource, Problem, SourceError, read_hub, read_jsonl, to_problems
 
-__all__ = ["BENCHMARKS", "PAPER_BENCHMARKS", "BenchmarkDataError", "Problem", "load_benchmark"]
+__all__ = ["BENCHMARKS", "PAPER_BENCHMARKS", "BenchmarkDataError", "get_spec", "load_benchmark"]
 
 # The five benchmarks of the DFT paper's Table 1, in its column order.
 PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
