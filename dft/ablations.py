@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
-    text = normalization_table(parse_runs(args.run, None), load_paper_tables()["benchmarks"])
+    runs, _ = parse_runs(args.run, None)
+    text = normalization_table(runs, load_paper_tables()["benchmarks"])
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
