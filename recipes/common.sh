@@ -73,10 +73,16 @@ prepare_numina_for() {
 }
 
 # read_preset PRESET: sets HUB_ID (the model the preset trains, its model.path) and PAPER_NAME (its name in the
-# paper's tables), asked of the preset itself (python -m dft.presets): a new preset needs nothing here.
+# paper's tables), as the presets themselves say (python -m dft.presets, asked once): a new preset needs nothing here.
+declare -A PRESET_HUB_ID=() PRESET_PAPER_NAME=()
 read_preset() {
-  local facts
-  facts=$(python -m dft.presets "$1" --field hub_id --field paper_name)
-  { read -r HUB_ID; read -r PAPER_NAME; } <<< "$facts"
+  if [ ${#PRESET_PAPER_NAME[@]} = 0 ]; then
+    local name hub paper
+    while read -r name && read -r hub && read -r paper; do
+      PRESET_HUB_ID[$name]=$hub PRESET_PAPER_NAME[$name]=$paper
+    done < <(python -m dft.presets --field name --field hub_id --field paper_name)
+  fi
+  if [ -z "${PRESET_PAPER_NAME[$1]+known}" ]; then python -m dft.presets "$1" >/dev/null; return 1; fi
+  HUB_ID=${PRESET_HUB_ID[$1]} PAPER_NAME=${PRESET_PAPER_NAME[$1]}
   if [ -z "$HUB_ID" ]; then echo "preset $1 has no model.path to evaluate or sample from" >&2; return 1; fi
 }
