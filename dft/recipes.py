@@ -33,6 +33,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the project's Hydra configs
 SHELL_STEPS = ("mkdir", "ln")
 
 
