@@ -107,9 +107,7 @@ def make_problems(n: int, seed: int) -> list[dict]:
         if problem in seen:
             continue
         seen.add(problem)
-        records.append(
-            {"id": f"tiny-{seed}-{len(records)}", "problem": problem, "solution": solution, "gold": gold}
-        )
+        records.append({"id": f"tiny-{seed}-{len(records)}", "problem": problem, "solution": solution, "gold": gold})
     if len(records) != n:
         raise ValueError(f"could only generate {len(records)} distinct problems, asked for {n}")
     return records
