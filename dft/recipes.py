@@ -6,15 +6,15 @@ Each line of a recipe's dry run is one command. A command composes when its conf
 what the program would accept at start-up. How a program reads its command line is found in the program
 itself, so a new entry point needs no change here:
 
-- a **Hydra** entry point (its ``main`` decorated with ``@hydra.main``; ``dft.train``, ``dft.eval``,
-  ``dft.data.rft``, verl's ``main_ppo`` ...): the overrides compose the config it names (or the one given with
-  ``--config-path``/``--config-name``), and every section the config holds is checked: ``loss`` (the loss
-  validates, its normalisation fits the micro-batching, the data format has a dataset for the loss, verl's
-  engine/optim/checkpoint dataclasses build), ``sampling`` (a known backend and prompt template, valid
-  sampling parameters), ``actor_rollout_ref`` (verl's ``validate_config`` and the actor, rollout and algorithm
-  dataclasses; the critic's section reads the model from disk: checked only for a local model). Outside verl's
-  own configs no value may be left missing. A module that defines ``check_config(cfg)`` (``dft.ref_logprobs``)
-  has it run too: the checks it does itself at start-up.
+- a **Hydra** entry point (a ``@hydra.main(config_path=..., config_name=...)``, or a wrapper taking the same
+  keywords; ``dft.train``, ``dft.eval``, ``dft.data.rft``, verl's ``main_ppo`` ...): the overrides compose the
+  config it names (or the one given with ``--config-path``/``--config-name``), and every section the config holds is
+  checked: ``loss`` (the loss validates, its normalisation fits the micro-batching, the data format has a dataset
+  for the loss, verl's engine/optim/checkpoint dataclasses build), ``sampling`` (a known backend and prompt
+  template, valid sampling parameters), ``actor_rollout_ref`` (verl's ``validate_config`` and the actor, rollout and
+  algorithm dataclasses; the critic's section reads the model from disk: checked only for a local model). Outside
+  verl's own configs no value may be left missing. A module that defines ``check_config(cfg)``
+  (``dft.ref_logprobs``) has it run too: the checks it does itself at start-up.
 - an **argparse** entry point (a module-level ``build_parser()``, or a data preparation's ``SPEC``): its parser
   accepts the arguments.
 - ``mkdir`` and ``ln``: shell steps, accepted as they are.
@@ -88,8 +88,9 @@ def entry_point(module: str) -> EntryPoint | None:
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))
     hydra = None
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and ast.unparse(node.func) == "hydra.main":
-            options = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        # @hydra.main(config_path=..., config_name=...), or any wrapper of it that takes the same keywords
+        if isinstance(node, ast.Call) and "config_name" in {k.arg for k in node.keywords}:
+            options = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg.startswith("config_")}
             hydra = ((source.parent / options.get("config_path", ".")).resolve(), options["config_name"])
     return EntryPoint(module, hydra, frozenset(names))
 
