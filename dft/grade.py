@@ -17,14 +17,13 @@ from tqdm import tqdm
 
 from dft.eval.grading import DEFAULT_TIMEOUT_S, Grader, Verdict
 from dft.io import write_text_atomic
+from dft.problems import read_jsonl
 
 REQUIRED = ("response", "gold")
 
 
 def check_row(row, where: str) -> dict:
-    """``row`` if it is a JSON object with a string ``response`` and a string or numeric ``gold``; else ValueError."""
-    if not isinstance(row, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    """``row`` if it has a string ``response`` and a string or numeric ``gold``; else ValueError naming ``where``."""
     missing = [key for key in REQUIRED if key not in row]
     if missing:
         raise ValueError(f"{where}: missing field(s) {', '.join(missing)} (need {', '.join(REQUIRED)})")
@@ -35,18 +34,11 @@ def check_row(row, where: str) -> dict:
     return row
 
 
-def read_rows(path: Path) -> list[dict]:
-    """The JSON objects of ``path``, one per non-blank line; ValueError naming ``path:line`` on a bad line."""
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        rows.append(check_row(row, f"{path}:{number}"))
-    return rows
+def read_graded_rows(path: Path) -> list[dict]:
+    """The JSON objects of ``path``, one per non-blank line (``dft.problems.read_jsonl``); ValueError naming
+    ``path: line N`` on a bad line."""
+    rows = read_jsonl(path).strict(ValueError)
+    return [check_row(row, rows.label(i)) for i, row in enumerate(rows.rows)]
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
@@ -64,7 +56,7 @@ def summary(verdicts: list[Verdict]) -> str:
 
 def regrade(path: Path, out: Path, timeout_s: float, workers: int) -> str:
     """Grade every line of ``path`` into ``out``; return the summary line."""
-    rows = read_rows(path)
+    rows = read_graded_rows(path)
     pairs = [(row["response"], row["gold"]) for row in rows]
     with Grader(workers=workers, timeout_s=timeout_s) as grader, tqdm(total=len(pairs), unit="response") as bar:
         verdicts = grader.grade_many(pairs, progress=bar.update)

@@ -6,12 +6,14 @@ the paper evaluated it with (the ``paper`` section). ``preset_for_model`` finds 
 local copy or a fine-tuned checkpoint, by the model family its ``config.json`` declares (architecture and
 vocabulary), so a fine-tuned run is evaluated like its base model.
 
-CLI: ``python -m dft.presets [NAME] [--field paper_name]`` prints the presets, or one field of one (for shell).
+CLI: ``python -m dft.presets [NAME] [--field paper_name ...]`` prints the presets, or fields of one, a line each
+(for shell: ``recipes/common.sh`` reads a model's hub id and paper name from here).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -85,14 +87,21 @@ def preset_for_model(model: str) -> Preset | None:
     return next((p for p in presets().values() if p.family == family), None)
 
 
+FIELDS = [f.name for f in dataclasses.fields(Preset)]
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Print model presets, or one field of one preset.")
+    parser = argparse.ArgumentParser(prog="python -m dft.presets", description="Print model presets, or fields of one.")
     parser.add_argument("name", nargs="?", help="a preset name (default: all)")
-    parser.add_argument("--field", help="print only this field (hub_id, lr, paper_name, card, eval_prompt)")
+    parser.add_argument("--field", action="append", choices=FIELDS, help="print this field (repeatable: a line each)")
     args = parser.parse_args(argv)
-    chosen = [get_preset(args.name)] if args.name else list(presets().values())
+    try:
+        chosen = [get_preset(args.name)] if args.name else list(presets().values())
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")
     for preset in chosen:
-        print(getattr(preset, args.field) if args.field else preset)
+        values = ("" if getattr(preset, f) is None else str(getattr(preset, f)) for f in args.field or ())
+        print("\n".join(values) if args.field else preset)  # a field with no value is an empty line
 
 
 if __name__ == "__main__":

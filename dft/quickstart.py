@@ -28,11 +28,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from dft.eval.backends import HFBackend, SamplingParams
-from dft.eval.benchmarks import load_jsonl_problems
 from dft.eval.grading import Grader
 from dft.eval.model_format import ModelFormat
 from dft.eval.prompts import build_prompt
 from dft.eval.runner import git_commit, run_benchmark, summarize
+from dft.problems import BadRow, read_jsonl, read_problems
 from dft.tiny import build_tiny_assets, write_sft_parquet
 
 ROWS = ("Base", "SFT", "DFT")
@@ -61,8 +61,8 @@ def train_overrides(model: Path, data: Path, val: Path, loss: str, lr: float, ru
 def _logged_steps(log_path: Path) -> dict:
     if not log_path.exists():
         return {}
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    return {row["step"]: row["data"] for row in rows if "train/loss" in row["data"]}
+    rows = read_jsonl(log_path).rows  # a line being written now is a BadRow, read at the next poll
+    return {row["step"]: row["data"] for row in rows if not isinstance(row, BadRow) and "train/loss" in row["data"]}
 
 
 def _wait_with_progress(proc: subprocess.Popen, log_path: Path, steps: int, desc: str) -> None:
@@ -100,7 +100,7 @@ def evaluate_rows(models: dict, test_jsonl: Path, out_dir: Path, params: Samplin
 
     Responses go to ``eval_<row>.jsonl``; like every harness run, an interrupted evaluation resumes.
     """
-    problems = load_jsonl_problems(test_jsonl)
+    problems = read_problems(test_jsonl)
     results = {}
     with Grader(workers=2) as grader, tqdm(total=len(models) * len(problems), desc="evaluate", unit="problem") as bar:
         for row, model_dir in models.items():

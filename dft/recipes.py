@@ -3,36 +3,51 @@
     DRY_RUN=1 bash recipes/table1/run.sh | python -m dft.recipes check
 
 Each line of a recipe's dry run is one command. A command composes when its configuration or arguments are
-what the program would accept at start-up:
+what the program would accept at start-up. How a program reads its command line is found in the program
+itself, so a new entry point needs no change here:
 
-- ``dft.train``, ``dft.train_ray``, ``dft.ref_logprobs``: the Hydra overrides compose ``configs/dft_trainer.yaml``
-  with no value left missing, the loss section validates, its normalisation fits the micro-batching, the data
-  format has a dataset for the loss, and verl's engine/optim/checkpoint dataclasses build.
-- ``dft.eval``, ``dft.data.rft``: the overrides compose ``configs/eval.yaml`` / ``configs/rft.yaml``, with a
-  known backend and prompt template and valid sampling parameters.
-- ``verl.trainer.main_ppo``: the overrides compose the named config and pass main_ppo's ``validate_config``
-  and the actor, rollout and algorithm dataclasses (the model and critic sections read the model from disk:
-  checked only for a local model).
-- ``dft.data.<name>``, ``dft.tables``, ``dft.ablations``, ``dft.figures``, ``dft.checkpoints``: their argument
-  parsers accept the arguments.
+- a **Hydra** entry point (a ``@hydra.main(config_path=..., config_name=...)``, or a wrapper taking the same
+  keywords; ``dft.train``, ``dft.eval``, ``dft.data.rft``, verl's ``main_ppo`` ...): the overrides compose the
+  config it names (or the one given with ``--config-path``/``--config-name``), and every section the config holds is
+  checked: ``loss`` (the loss validates, its normalisation fits the micro-batching, the data format has a dataset
+  for the loss, verl's engine/optim/checkpoint dataclasses build), ``sampling`` (a known backend and prompt
+  template, valid sampling parameters), ``actor_rollout_ref`` (verl's ``validate_config`` and the actor, rollout and
+  algorithm dataclasses; the critic's section reads the model from disk: checked only for a local model). Outside
+  verl's own configs no value may be left missing. A module that defines ``check_config(cfg)``
+  (``dft.ref_logprobs``) has it run too: the checks it does itself at start-up.
+- an **argparse** entry point (a module-level ``build_parser()``, or a data preparation's ``SPEC``): its parser
+  accepts the arguments.
 - ``mkdir`` and ``ln``: shell steps, accepted as they are.
 """
 
+from __future__ import annotations
+
 import argparse
+import ast
 import contextlib
+import importlib
+import importlib.util
 import io
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TRAINER_MODULES = ("dft.train", "dft.train_ray", "dft.ref_logprobs")
-DATA_MODULES = ("dft.data.numina", "dft.data.math", "dft.data.gsm8k", "dft.data.cft", "dft.data.rl")
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the project's Hydra configs
 SHELL_STEPS = ("mkdir", "ln")
 
 
 class CommandError(ValueError):
     """A recipe command that would fail at start-up; the message says which command and why."""
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """What the source of ``python -m <module>`` says about its command line (read, not imported)."""
+
+    module: str
+    hydra: tuple[Path, str] | None  # (config dir, config name) of its @hydra.main, if it has one
+    names: frozenset[str]  # its module-level names: build_parser, SPEC, check_config ...
 
 
 def split_command(line: str) -> tuple[str, list[str]]:
@@ -48,6 +63,38 @@ def split_command(line: str) -> tuple[str, list[str]]:
     return argv[at + 1], argv[at + 2 :]
 
 
+def module_source(module: str) -> Path | None:
+    """The file ``python -m module`` runs (a package's ``__main__``), or None if there is no such module."""
+    try:
+        spec = importlib.util.find_spec(module)
+        if spec is not None and spec.submodule_search_locations is not None:
+            spec = importlib.util.find_spec(f"{module}.__main__")
+    except (ImportError, ValueError):
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin not in (None, "built-in", "frozen") else None
+
+
+def entry_point(module: str) -> EntryPoint | None:
+    """How ``module`` reads its command line, from its source: None if there is no such module."""
+    source = module_source(module)
+    if source is None:
+        return None
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    hydra = None
+    for node in ast.walk(tree):
+        # @hydra.main(config_path=..., config_name=...), or any wrapper of it that takes the same keywords
+        if isinstance(node, ast.Call) and "config_name" in {k.arg for k in node.keywords}:
+            options = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg.startswith("config_")}
+            hydra = ((source.parent / options.get("config_path", ".")).resolve(), options["config_name"])
+    return EntryPoint(module, hydra, frozenset(names))
+
+
 def compose(config_dir: Path, name: str, overrides: list[str]):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -56,15 +103,16 @@ def compose(config_dir: Path, name: str, overrides: list[str]):
         return hydra_compose(config_name=name, overrides=overrides)
 
 
-def _check_no_missing(cfg, allowed=()) -> None:
+def _check_no_missing(cfg) -> None:
     from omegaconf import OmegaConf
 
-    missing = sorted(set(OmegaConf.missing_keys(cfg)) - set(allowed))
+    missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise CommandError(f"no value for {missing}")
 
 
-def check_trainer(module: str, args: list[str]) -> None:
+def check_training(cfg) -> None:
+    """A ``loss`` section: dft's SFT trainer config (dft.train, dft.train_ray, dft.ref_logprobs)."""
     from verl.utils.config import omega_conf_to_dataclass
 
     from dft.datasets import dataset_for
@@ -72,23 +120,18 @@ def check_trainer(module: str, args: list[str]) -> None:
     from dft.losses import loss_config_from
     from dft.trainer import check_normalization
 
-    cfg = compose(CONFIGS, "dft_trainer", args)
-    _check_no_missing(cfg)
     loss = loss_config_from(cfg.loss)
     check_normalization(cfg, loss)
     dataset_for(check_format(cfg.data.format), loss.spec.data)
     for section in ("engine", "optim", "checkpoint", "profiler"):
         omega_conf_to_dataclass(cfg[section])
-    if module == "dft.ref_logprobs" and not cfg.ref.output:
-        raise CommandError("dft.ref_logprobs needs ref.output")
 
 
-def check_eval(module: str, args: list[str]) -> None:
+def check_sampling(cfg) -> None:
+    """A ``sampling`` section: the evaluation harness's config (dft.eval, dft.data.rft)."""
     from dft.eval.backends import SamplingParams
     from dft.eval.prompts import AUTO, get_template
 
-    cfg = compose(CONFIGS, "rft" if module == "dft.data.rft" else "eval", args)
-    _check_no_missing(cfg)
     if cfg.backend not in ("hf", "vllm"):
         raise CommandError(f"backend={cfg.backend} is neither hf nor vllm")
     if cfg.prompt != AUTO:  # auto is resolved from the model, which a dry run may not have yet
@@ -96,16 +139,12 @@ def check_eval(module: str, args: list[str]) -> None:
     SamplingParams(**cfg.sampling)
 
 
-def check_main_ppo(args: list[str]) -> None:
+def check_rl(cfg) -> None:
+    """An ``actor_rollout_ref`` section: verl's PPO/GRPO config (main_ppo)."""
     from omegaconf import OmegaConf
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import omega_conf_to_dataclass, validate_config
 
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--config-path", default=str(CONFIGS))
-    parser.add_argument("--config-name", required=True)
-    known, overrides = parser.parse_known_args(args)
-    cfg = compose(Path(known.config_path), known.config_name, overrides)
     # the critic's section reads the model's config from disk: checked only when the model is a local folder
     use_critic = need_critic(cfg) and Path(cfg.actor_rollout_ref.model.path).is_dir()
     with contextlib.redirect_stdout(io.StringIO()):
@@ -114,16 +153,37 @@ def check_main_ppo(args: list[str]) -> None:
         omega_conf_to_dataclass(OmegaConf.select(cfg, key))
 
 
-def check_arguments(module: str, args: list[str]) -> None:
-    """Parse the arguments with the module's own parser (argparse exits on an error: turned into one here)."""
-    import importlib
+SECTION_CHECKS = (("loss", check_training), ("sampling", check_sampling), ("actor_rollout_ref", check_rl))
 
-    if module in DATA_MODULES:
+
+def check_hydra(entry: EntryPoint, args: list[str]) -> None:
+    """Compose the entry point's config with the overrides, then check every section it holds."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--config-path", "-cp", type=Path)
+    parser.add_argument("--config-name", "-cn")
+    flags, overrides = parser.parse_known_args(args)
+    config_dir, name = entry.hydra
+    if flags.config_path is not None:  # relative to the entry point's file, as Hydra reads it
+        config_dir = (module_source(entry.module).parent / flags.config_path).resolve()
+    cfg = compose(config_dir, flags.config_name or name, overrides)
+    if "actor_rollout_ref" not in cfg:  # verl's own configs leave values for validate_config to judge
+        _check_no_missing(cfg)
+    for section, check in SECTION_CHECKS:
+        if section in cfg:
+            check(cfg)
+    if "check_config" in entry.names:
+        importlib.import_module(entry.module).check_config(cfg)
+
+
+def check_arguments(entry: EntryPoint, args: list[str]) -> None:
+    """Parse the arguments with the module's own parser (argparse exits on an error: turned into one here)."""
+    module = importlib.import_module(entry.module)
+    if "build_parser" in entry.names:
+        parser = module.build_parser()
+    else:
         from dft.data.common import build_parser
 
-        parser = build_parser(importlib.import_module(module).SPEC)
-    else:
-        parser = importlib.import_module(module).build_parser()
+        parser = build_parser(module.SPEC)
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
@@ -132,22 +192,26 @@ def check_arguments(module: str, args: list[str]) -> None:
         raise CommandError(stderr.getvalue().strip().splitlines()[-1]) from exc
 
 
+def check_program(program: str, args: list[str]) -> None:
+    """Check one program's arguments by the kind of entry point its source shows."""
+    if program in SHELL_STEPS:
+        return
+    entry = entry_point(program)
+    if entry is None:
+        raise CommandError("no check for this program: no such module")
+    if entry.hydra is not None:
+        check_hydra(entry, args)
+    elif entry.names & {"build_parser", "SPEC"}:
+        check_arguments(entry, args)
+    else:
+        raise CommandError("no check for this program: neither @hydra.main nor build_parser() nor a SPEC")
+
+
 def check_command(line: str) -> str:
     """Check one printed command; return its program; raise CommandError naming the command and the reason."""
     program, args = split_command(line)
     try:
-        if program in SHELL_STEPS:
-            pass
-        elif program in TRAINER_MODULES:
-            check_trainer(program, args)
-        elif program in ("dft.eval", "dft.data.rft"):
-            check_eval(program, args)
-        elif program == "verl.trainer.main_ppo":
-            check_main_ppo(args)
-        elif program in (*DATA_MODULES, "dft.tables", "dft.ablations", "dft.figures", "dft.checkpoints"):
-            check_arguments(program, args)
-        else:
-            raise CommandError("no check for this program")
+        check_program(program, args)
     except CommandError as exc:
         raise CommandError(f"{program}: {exc}\n  in: {line}") from None
     except Exception as exc:  # a Hydra, OmegaConf or verl validation error: report it with the command

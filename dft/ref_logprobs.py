@@ -207,7 +207,7 @@ def score(config) -> Path:
     return output
 
 
-def check_ref_config(config) -> None:
+def check_config(config) -> None:
     """The scoring run needs an output path and a step size that every data-parallel rank can share."""
     with open_dict(config):
         config.model.path = resolve_model(config.model.path)
@@ -222,7 +222,7 @@ def check_ref_config(config) -> None:
 
 @hydra.main(config_path="../configs", config_name="dft_trainer", version_base=None)
 def main(config) -> None:
-    check_ref_config(config)
+    check_config(config)
     score(prepare_config(config, training=False))
 
 

@@ -38,7 +38,7 @@ QWEN2_PRETOKENIZE_REGEX = (
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 MARKER_NAME = "tiny_assets.json"
-ASSETS_VERSION = 1  # bump when the generator, tokenizer or model recipe changes, to force a rebuild
+ASSETS_VERSION = 2  # bump when the generator, tokenizer or model recipe changes, to force a rebuild
 
 NAMES = ["Tom", "Anna", "Ben", "Lily", "Sam", "Mia", "Leo", "Emma", "Max", "Zoe"]
 ITEMS = ["apples", "pencils", "stickers", "marbles", "cookies", "books", "coins", "cards", "shells", "eggs"]
@@ -74,9 +74,9 @@ def _sample_operands(op: str, rng: random.Random) -> tuple[int, int, int]:
 
 
 def _render_problem(template: tuple[str, str, str, str], rng: random.Random) -> tuple[str, str, str]:
-    r"""Fill one template with a random name, item and operands; return (problem, solution, answer).
+    r"""Fill one template with a random name, item and operands; return (problem, solution, gold).
 
-    The solution is three short lines and the last one ends with ``\boxed{answer}``.
+    The solution is three short lines and the last one ends with ``\boxed{gold}``.
     """
     op, problem_fmt, first_fmt, second_fmt = template
     a, b, c = _sample_operands(op, rng)
@@ -95,7 +95,7 @@ def make_problems(n: int, seed: int) -> list[dict]:
     r"""Generate ``n`` distinct one-step word problems, deterministically from ``seed``.
 
     Problems are unique by text, so any contiguous split of the list is disjoint by problem text.
-    Each record has ``id``, ``problem``, ``solution`` (step by step, ending in ``\boxed{}``) and ``answer``.
+    Each record has ``id``, ``problem``, ``solution`` (step by step, ending in ``\boxed{}``) and ``gold``.
     """
     rng = random.Random(seed)
     seen: set[str] = set()
@@ -103,13 +103,11 @@ def make_problems(n: int, seed: int) -> list[dict]:
     for _ in range(max(100 * n, 1000)):  # the problem space is ~150k, so this never runs out in practice
         if len(records) == n:
             break
-        problem, solution, answer = _render_problem(rng.choice(TEMPLATES), rng)
+        problem, solution, gold = _render_problem(rng.choice(TEMPLATES), rng)
         if problem in seen:
             continue
         seen.add(problem)
-        records.append(
-            {"id": f"tiny-{seed}-{len(records)}", "problem": problem, "solution": solution, "answer": answer}
-        )
+        records.append({"id": f"tiny-{seed}-{len(records)}", "problem": problem, "solution": solution, "gold": gold})
     if len(records) != n:
         raise ValueError(f"could only generate {len(records)} distinct problems, asked for {n}")
     return records
@@ -124,14 +122,14 @@ def to_messages(record: dict) -> list[dict]:
 
 
 def write_sft_parquet(records: list[dict], path: str | os.PathLike) -> None:
-    """Write records as the parquet verl's ``MultiTurnSFTDataset`` reads: ``messages`` plus ``id`` and ``answer``.
+    """Write records as the parquet verl's ``MultiTurnSFTDataset`` reads: ``messages`` plus ``id`` and ``gold``.
 
     The file is written atomically (temp file in the same directory, then ``os.replace``).
     """
     import pandas as pd
 
     columns = {"messages": [to_messages(r) for r in records]}
-    columns.update({key: [r[key] for r in records] for key in ("id", "answer")})
+    columns.update({"id": [r["id"] for r in records], "gold": [r["gold"] for r in records]})
     atomic_write(path, lambda tmp: pd.DataFrame(columns).to_parquet(tmp, index=False))
 
 
@@ -267,7 +265,7 @@ def build_tiny_assets(
     """Build (or reuse) the tiny model and data under ``root``.
 
     Layout: ``model/`` (HF model + tokenizer), ``data/train.parquet``, ``data/val.parquet`` (SFT
-    chats) and ``data/test.jsonl`` (id, problem, answer; disjoint from train by problem text). A
+    chats) and ``data/test.jsonl`` (id, problem, gold; disjoint from train by problem text). A
     marker file written last records the arguments: if it matches, nothing is rebuilt; otherwise
     everything is rebuilt, so an interrupted build is never mistaken for a finished one.
     """
@@ -280,7 +278,7 @@ def build_tiny_assets(
     (root / MARKER_NAME).unlink(missing_ok=True)
     write_sft_parquet(assets.train_records, assets.train_parquet)
     write_sft_parquet(assets.val_records, assets.val_parquet)
-    _write_jsonl([{k: r[k] for k in ("id", "problem", "answer")} for r in assets.test_records], assets.test_jsonl)
+    _write_jsonl([{k: r[k] for k in ("id", "problem", "gold")} for r in assets.test_records], assets.test_jsonl)
     _build_model_dir(assets.model_dir, assets.train_records, seed)
     atomic_write(root / MARKER_NAME, lambda tmp: Path(tmp).write_text(json.dumps(args, sort_keys=True)))
     return assets

@@ -74,19 +74,17 @@ prepare_numina_for() {
   if [ "$1" = paper ]; then prepare_numina_paper; else prepare_numina; fi
 }
 
-# hub_id PRESET: the model a preset trains (its model.path).
-hub_id() {
-  sed -n 's/^  path: //p' "configs/preset/$1.yaml"
-}
-
-# paper_name PRESET: the model's name in the paper's tables (dft/paper_tables.json).
-paper_name() {
-  case "$1" in
-    qwen2.5-math-1.5b) echo Qwen2.5-Math-1.5B ;;
-    qwen2.5-math-7b) echo Qwen2.5-Math-7B ;;
-    llama-3.2-3b) echo LLaMA-3.2-3B ;;
-    llama-3.1-8b) echo LLaMA-3.1-8B ;;
-    deepseek-math-7b) echo DeepSeekMath-7B ;;
-    *) echo "unknown preset $1" >&2; return 1 ;;
-  esac
+# read_preset PRESET: sets HUB_ID (the model the preset trains, its model.path) and PAPER_NAME (its name in the
+# paper's tables), as the presets themselves say (python -m dft.presets, asked once): a new preset needs nothing here.
+declare -A PRESET_HUB_ID=() PRESET_PAPER_NAME=()
+read_preset() {
+  if [ ${#PRESET_PAPER_NAME[@]} = 0 ]; then
+    local name hub paper
+    while read -r name && read -r hub && read -r paper; do
+      PRESET_HUB_ID[$name]=$hub PRESET_PAPER_NAME[$name]=$paper
+    done < <(python -m dft.presets --field name --field hub_id --field paper_name)
+  fi
+  if [ -z "${PRESET_PAPER_NAME[$1]+known}" ]; then python -m dft.presets "$1" >/dev/null; return 1; fi
+  HUB_ID=${PRESET_HUB_ID[$1]} PAPER_NAME=${PRESET_PAPER_NAME[$1]}
+  if [ -z "$HUB_ID" ]; then echo "preset $1 has no model.path to evaluate or sample from" >&2; return 1; fi
 }

@@ -52,7 +52,7 @@ def test_reference_log_probs_match_a_float64_model(tiny, scored):
     for stored, expected in zip(frame[ref_column()][:6], float64_target_log_probs(tiny, 6)):
         assert len(stored) == len(expected)
         np.testing.assert_allclose(stored, expected, atol=2e-5)
-    assert len(frame) == 256 and list(frame.columns[:3]) == ["messages", "id", "answer"]
+    assert len(frame) == 256 and list(frame.columns[:3]) == ["messages", "id", "gold"]
 
 
 def test_data_smaller_than_a_training_batch_is_scored(tiny, tmp_path):

@@ -1,6 +1,7 @@
 """CPU tests for dft.eval.benchmarks: every benchmark loads from the real files in ../shared/data with the right
 count and known golds; wrong files (the 5,000-problem MATH test set named math500, missing fields, duplicate
-ids) are refused with messages that say where; the generic jsonl loader; the hub path with a fake loader."""
+ids) are refused with messages that say where; the hub path with a fake loader. Reading rows, fields and golds
+is dft.problems' (tests/test_problems_on_cpu.py)."""
 
 import json
 import os
@@ -9,16 +10,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from dft.eval.benchmarks import (
-    BENCHMARKS,
-    PAPER_BENCHMARKS,
-    BenchmarkDataError,
-    Problem,
-    default_data_dir,
-    last_boxed,
-    load_benchmark,
-    load_jsonl_problems,
-)
+from dft.eval.benchmarks import BENCHMARKS, PAPER_BENCHMARKS, BenchmarkDataError, default_data_dir, load_benchmark
+from dft.problems import Problem
 
 DATA_DIR = Path(os.environ.get("DFT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"benchmark data not found at {DATA_DIR}")
@@ -153,7 +146,7 @@ def test_missing_field_names_file_line_and_field(tmp_path):
     path = _write_jsonl(tmp_path / "aime24" / "test.jsonl", rows)
     with pytest.raises(BenchmarkDataError) as err:
         load_benchmark("aime24", data_dir=tmp_path)
-    assert str(err.value) == f"{path}: line 7: missing field 'answer'"
+    assert str(err.value) == f"{path}: line 7: field 'answer' is missing"
 
 
 def test_unboxed_solution_names_file_line_and_field(tmp_path):
@@ -183,46 +176,6 @@ def test_unknown_benchmark_and_source_are_errors():
 def test_missing_file_says_where_it_looked(tmp_path):
     with pytest.raises(FileNotFoundError, match="DFT_DATA_DIR"):
         load_benchmark("aime24", data_dir=tmp_path)
-
-
-def test_generic_jsonl_loader(tmp_path):
-    path = tmp_path / "held_out.jsonl"
-    path.write_text(
-        json.dumps({"id": "tiny-0-1", "problem": " Tom has 2 apples. ", "answer": "5"}) + "\n\n"
-        + json.dumps({"id": 7, "problem": "Anna has 3 pens.", "answer": 3}) + "\n",
-        encoding="utf-8",
-    )  # fmt: skip
-    assert load_jsonl_problems(path) == [
-        Problem("tiny-0-1", "Tom has 2 apples.", "5"),
-        Problem("7", "Anna has 3 pens.", "3"),
-    ]
-    with path.open("a") as f:
-        f.write(json.dumps({"id": 7, "problem": "again", "answer": "1"}) + "\n")
-    with pytest.raises(BenchmarkDataError, match=r"line 4: duplicate id '7' \(first at line 3\)"):
-        load_jsonl_problems(path)
-
-
-def test_generic_loader_reads_the_tiny_held_out_split(tmp_path):
-    from dft.tiny import _write_jsonl as write_tiny_jsonl
-    from dft.tiny import make_problems
-
-    records = make_problems(8, seed=0)
-    write_tiny_jsonl([{k: r[k] for k in ("id", "problem", "answer")} for r in records], tmp_path / "test.jsonl")
-    problems = load_jsonl_problems(tmp_path / "test.jsonl")
-    assert [(p.id, p.problem, p.gold) for p in problems] == [(r["id"], r["problem"], r["answer"]) for r in records]
-
-
-def test_invalid_json_names_file_and_line(tmp_path):
-    path = tmp_path / "bad.jsonl"
-    path.write_text('{"id": 1, "problem": "p", "answer": "1"}\n{"id": 2,\n', encoding="utf-8")
-    with pytest.raises(BenchmarkDataError, match=r"bad.jsonl: line 2: invalid JSON"):
-        load_jsonl_problems(path)
-
-
-def test_last_boxed_balances_nested_braces():
-    assert last_boxed(r"\boxed{1} then \boxed{\frac{a}{b}} done") == r"\frac{a}{b}"
-    assert last_boxed("no box") is None
-    assert last_boxed(r"\boxed{unclosed") is None
 
 
 # --- hub path, with datasets.load_dataset replaced by a fake (the hub is not reachable here) ---
@@ -275,7 +228,7 @@ def test_hub_wrong_count_and_missing_field_name_the_dataset(monkeypatch):
     rows = [{"question": f"Q{i}", "answer": 27.0} for i in range(40)]
     del rows[12]["answer"]
     _fake_hub(monkeypatch, {("math-ai/amc23", None, "test"): rows})
-    with pytest.raises(BenchmarkDataError, match=r"math-ai/amc23 split test: row 12: missing field 'answer'"):
+    with pytest.raises(BenchmarkDataError, match=r"math-ai/amc23 split test: row 12: field 'answer' is missing"):
         load_benchmark("amc23", source="hub")
 
 

@@ -15,9 +15,10 @@ from conftest import check_ok, read_log, run_module, tiny_overrides
 
 from dft.data import cft, common, gsm8k, numina
 from dft.data import math as math_prep
-from dft.data.common import DataPrepError, PrepOptions, prepare, token_lengths
-from dft.eval.benchmarks import _gsm8k_gold, last_boxed
+from dft.data.common import DataPrepError, PrepOptions, prepare
+from dft.data.select import token_lengths
 from dft.eval.prompts import INSTRUCTION, build_prompt
+from dft.problems import gsm8k_gold, last_boxed, read_problems
 
 DATA_DIR = Path(os.environ.get("DFT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 GSM8K_TRAIN = DATA_DIR / "gsm8k" / "train.jsonl"
@@ -54,7 +55,7 @@ def test_gsm8k_from_the_real_train_file_matches_the_evaluation_prompt_and_gold(t
     got = gsm8k.main(["--input", str(GSM8K_TRAIN), "--limit", "200", "--val-size", "20", "--out", str(tmp_path / "g")])
     assert (got["input_rows"], got["train_rows"], got["val_rows"], got["skipped_rows"]) == (200, 180, 20, 0)
     train, val = read(tmp_path / "g"), read(tmp_path / "g", "val")
-    assert list(train.columns) == ["messages", "id", "answer", "source"]
+    assert list(train.columns) == ["messages", "id", "gold", "source"]
     assert not set(train.id) & set(val.id) and len(set(train.id) | set(val.id)) == 200
     raw = [json.loads(line) for line in GSM8K_TRAIN.read_text().splitlines()[:200]]
     tokenizer = AutoTokenizer.from_pretrained(tiny.model_dir)
@@ -65,8 +66,8 @@ def test_gsm8k_from_the_real_train_file_matches_the_evaluation_prompt_and_gold(t
         # the training user turn is the evaluation's chat-cot user turn, token for token
         prompt = tokenizer.apply_chat_template([dict(user)], tokenize=False, add_generation_prompt=True)
         assert prompt == build_prompt("chat-cot", source["question"], tokenizer)
-        assert row.answer == _gsm8k_gold(source["answer"]) == last_boxed(assistant["content"])
-        assert assistant["content"].endswith(f"The final answer is \\boxed{{{row.answer}}}.")
+        assert row.gold == gsm8k_gold(source["answer"]) == last_boxed(assistant["content"])
+        assert assistant["content"].endswith(f"The final answer is \\boxed{{{row.gold}}}.")
         assert "<<" not in assistant["content"] and "####" not in assistant["content"]
     # calculator annotations are stripped by default, kept with --keep-annotations
     assert "48/2 = 24 clips" in gsm8k.convert(raw[0], {}).assistant  # "48/2 = <<48/2=24>>24 clips" in the file
@@ -84,12 +85,10 @@ def test_math_prep_on_the_math_test_file_as_a_stand_in(tmp_path):
     for row in read(tmp_path / "m").itertuples():
         source = raw[int(row.id.split("-")[1])]
         assert row.messages[0]["content"] == source["problem"] + "\n" + INSTRUCTION
-        assert row.messages[1]["content"] == source["solution"] and row.answer == last_boxed(source["solution"])
+        assert row.messages[1]["content"] == source["solution"] and row.gold == last_boxed(source["solution"])
         assert row.source == "math"
     # dft.data.rft samples from a prepared parquet: it gets back the problem text and gold the evaluation would use
-    from dft.data.rft import load_problems
-
-    problems = {p.id: p for p in load_problems(str(tmp_path / "m" / "train.parquet"))}
+    problems = {p.id: p for p in read_problems(tmp_path / "m" / "train.parquet")}
     assert problems["math-7"].problem == raw[7]["problem"].strip()
     assert problems["math-7"].gold == last_boxed(raw[7]["solution"])
 
@@ -109,7 +108,7 @@ def test_numina_selection_is_reproducible_first_and_random_differ_and_val_does_n
     assert ids("c", "--selection", "random", "--seed", "0", "--val-size", "10")[0] == random_a
     assert ids("d", "--selection", "random", "--seed", "1")[0] != random_a
     assert sorted(random_a) != sorted(first) and rep["selection"] == "random" and rep["seed"] == 0
-    assert read(tmp_path / "a").source.iloc[0] == "numina_cot/x" and read(tmp_path / "a").answer.iloc[0].isdigit()
+    assert read(tmp_path / "a").source.iloc[0] == "numina_cot/x" and read(tmp_path / "a").gold.iloc[0].isdigit()
     with pytest.raises(DataPrepError, match="--n: asked for 100 rows, found only 60"):
         prepare(numina.SPEC, PrepOptions(out=tmp_path / "e", source="local", input=path, n=100))
 
@@ -124,7 +123,7 @@ def test_cft_is_one_instruction_plus_input_turn_and_the_critique_with_no_gold(tm
     row = read(tmp_path / "c").iloc[0]
     user, assistant = row.messages
     assert user["content"] == "Critique the solution.\nQ0: 1+1?\nSolution: 3" and assistant["content"] == "Wrong: 2."
-    assert row.answer == "" and row.source == "webinstruct_cft"
+    assert row.gold == "" and row.source == "webinstruct_cft"
     # the same rows as a parquet input give the same data; positions there are 0-based rows
     pd.DataFrame(rows).to_parquet(tmp_path / "cft.parquet")
     cft.main(["--input", str(tmp_path / "cft.parquet"), "--out", str(tmp_path / "p"), "--selection", "first"])
@@ -163,11 +162,11 @@ def test_skip_mode_counts_bad_rows_by_reason_and_the_counts_add_up(tmp_path):
     assert got["skipped"] == {
         "invalid JSON": 1,
         "missing field 'solution'": 1,
-        "no \\boxed{} answer in 'solution'": 2,
+        "field 'solution' has no \\boxed{} answer": 2,
     }
     assert got["input_rows"] == got["train_rows"] + got["val_rows"] + got["skipped_rows"] + got["unselected_rows"]
     assert (got["train_rows"], got["val_rows"], got["skipped_rows"], got["unselected_rows"]) == (20, 6, 4, 0)
-    no_boxed = got["skipped_examples"]["no \\boxed{} answer in 'solution'"]
+    no_boxed = got["skipped_examples"]["field 'solution' has no \\boxed{} answer"]
     assert sorted(no_boxed) == [f"{path}: line {n}: field 'solution' has no \\boxed{{}} answer" for n in (21, 8)]
     assert report(tmp_path / "o") == got and len(read(tmp_path / "o")) == 20
 
@@ -239,7 +238,7 @@ def test_the_hub_path_loads_the_recorded_dataset(tmp_path, monkeypatch, module, 
     got = module.main(["--out", str(tmp_path / "o"), "--limit", "6", "--on-bad-row", "skip"])
     assert calls == [(*hub, "train[:6]")] and got["source"] == "hub"
     assert (got["train_rows"], got["skipped_rows"]) == (5, 1)
-    assert set(read(tmp_path / "o").answer) == {gold}
+    assert set(read(tmp_path / "o").gold) == {gold}
     assert got["skipped_examples"].popitem()[1][0].startswith(f"hub dataset {hub[0]}")
     with pytest.raises(DataPrepError, match=f"hub dataset {hub[0]}.* split train: row 5: field"):
         prepare(module.SPEC, PrepOptions(out=tmp_path / "e"))
@@ -301,7 +300,7 @@ def test_official_format_takes_exactly_the_first_rows_as_the_official_prep_kept_
     for i, messages in enumerate(train.messages):
         assert [(m["role"], m["content"]) for m in messages] == [("user", rows[i]["problem"]),
                                                                  ("assistant", rows[i]["solution"])]  # fmt: skip
-    assert train.answer[2] == "" and train.answer[3] == "6"
+    assert train.gold[2] == "" and train.gold[3] == "6"
     assert file_format(tmp_path / "o" / "train.parquet") == "official"
     # the chat format needs a box, so the same selection skips row 2 and reaches past row 7
     chat = numina.main([*args[:2], "--n", "8", "--selection", "first", "--on-bad-row", "skip", "--out",

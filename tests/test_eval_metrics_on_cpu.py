@@ -62,5 +62,5 @@ def test_store_cuts_a_torn_last_line_and_refuses_duplicates(tmp_path):
     append_rows(path, [{"id": "a", "sample": 2, "correct": True}])
     assert [json.loads(line)["sample"] for line in path.read_text().splitlines()] == [0, 1, 2]
     append_rows(path, [{"id": "a", "sample": 1, "correct": True}])
-    with pytest.raises(ValueError, match="bench.jsonl:4: duplicate row for problem 'a' sample 1"):
+    with pytest.raises(ValueError, match="bench.jsonl: line 4: duplicate row for problem 'a' sample 1"):
         load_rows(path)

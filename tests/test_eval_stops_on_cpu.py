@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from dft.eval.backends import Completion, HFBackend, Request, SamplingParams, VLLMBackend, vllm_completion, vllm_inputs
-from dft.eval.benchmarks import Problem
 from dft.eval.model_format import HARNESS_STOP_STRINGS, ModelFormat, StopSet
 from dft.eval.prompts import build_prompt
 from dft.model_cards import PAPER_CARDS, build_faithful_tiny, default_models_dir
+from dft.problems import Problem
 
 CONTEXT = {"qwen2.5-math-1.5b": 4096, "qwen2.5-math-7b": 4096, "llama-3.2-3b": 131072, "llama-3.1-8b": 131072,
            "deepseek-math-7b": 4096}  # fmt: skip

@@ -60,7 +60,8 @@ def tiny_benchmark_dir(tiny, root):
     records = (tiny.test_records + tiny.val_records)[:30]
     path = root / "aime24" / "test.jsonl"
     path.parent.mkdir(parents=True)
-    path.write_text("".join(json.dumps({k: r[k] for k in ("id", "problem", "answer")}) + "\n" for r in records))
+    rows = [{"id": r["id"], "problem": r["problem"], "answer": r["gold"]} for r in records]  # the benchmark's fields
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return root
 
 

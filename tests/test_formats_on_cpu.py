@@ -114,9 +114,9 @@ def test_the_fast_count_of_rows_without_loss_tokens_is_exact(card, fmt):
 
 def test_rejection_sampled_rows_are_written_in_the_format_training_asks_for(tmp_path):
     from dft.data.rft import sft_rows, write_sft_parquet
-    from dft.eval.benchmarks import Problem
     from dft.eval.prompts import INSTRUCTION
     from dft.formats import file_format
+    from dft.problems import Problem
 
     problems = [Problem("p0", PROBLEM, "2")]
     samples = {("p0", 0): {"correct": True, "error": None, "response": SOLUTION},

@@ -26,3 +26,15 @@ def test_unknown_models_and_presets(tmp_path):
     assert preset_for_model(str(tmp_path)) is None
     with pytest.raises(ValueError, match="unknown preset 'qwen3'; valid: .*qwen2.5-math-1.5b"):
         get_preset("qwen3")
+
+
+def test_the_cli_prints_what_the_recipes_read_and_refuses_an_unknown_preset(capsys):
+    from dft.presets import main
+
+    main(["llama-3.2-3b", "--field", "hub_id", "--field", "paper_name"])
+    assert capsys.readouterr().out == "meta-llama/Llama-3.2-3B\nLLaMA-3.2-3B\n"
+    main(["tiny-cpu", "--field", "hub_id"])  # built by code: no hub id, an empty line for the shell
+    assert capsys.readouterr().out == "\n"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["llama-9b", "--field", "hub_id"])
+    assert exit_info.value.code == 2 and "unknown preset 'llama-9b'; valid: " in capsys.readouterr().err

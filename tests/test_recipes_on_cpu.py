@@ -89,14 +89,37 @@ def test_a_command_that_would_fail_at_start_up_is_reported_with_the_reason():
     bad = {
         good + " loss.nmae=dft": "loss.nmae",
         good.replace("loss.name=dft", "loss.name=dtf"): "not a known loss",
-        "torchrun --nproc_per_node=8 -m dft.ref_logprobs preset=llama-3.2-3b": "needs ref.output",
+        "torchrun --nproc_per_node=8 -m dft.ref_logprobs preset=llama-3.2-3b": "ref.output: give the parquet",
         "python -m dft.eval model=x sampling.n=4 backend=tgi": "neither hf nor vllm",
         "python -m dft.data.numina --n 10": "--out",
         "python -m dft.tables table9": "invalid choice",
-        "python -m verl.trainer.main_ppo --config-name grpo_trainer actor_rollout_ref.actor.use_dynamic_bsz=false": (
-            "ppo_micro_batch_size"
-        ),
+        f"python -m verl.trainer.main_ppo --config-path {REPO}/configs --config-name grpo_trainer "
+        "actor_rollout_ref.actor.use_dynamic_bsz=false": "ppo_micro_batch_size",
+        # without --config-path, main_ppo looks for the config among verl's own
+        "python -m verl.trainer.main_ppo --config-name grpo_trainer": "Cannot find primary config 'grpo_trainer'",
         "python -m somewhere.else": "no check for this program",
+    }
+    for line, reason in bad.items():
+        with pytest.raises(CommandError, match=reason):
+            check_command(line)
+
+
+def test_a_new_entry_point_is_checked_by_what_its_source_declares(tmp_path, monkeypatch):
+    """No list to extend: a new data preparation (a SPEC) and a new Hydra command are found and checked."""
+    (tmp_path / "new_prep.py").write_text(
+        "from dataclasses import replace\nfrom dft.data import math\nSPEC = replace(math.SPEC, name='new_prep')\n"
+    )
+    (tmp_path / "new_sampler.py").write_text(
+        f"import hydra\n@hydra.main(config_path={str(REPO / 'configs')!r}, config_name='eval', version_base=None)\n"
+        "def main(cfg):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert check_command("python -m new_prep --out data/new --n 5") == "new_prep"
+    assert check_command("python -m new_sampler model=m sampling.n=4") == "new_sampler"
+    bad = {
+        "python -m new_prep --out data/new --n five": "new_prep: .*argument --n: invalid int value",
+        "python -m new_sampler sampling.n=4": r"new_sampler: no value for \['model'\]",
+        "python -m new_sampler model=m backend=tgi": "new_sampler: backend=tgi is neither hf nor vllm",
     }
     for line, reason in bad.items():
         with pytest.raises(CommandError, match=reason):

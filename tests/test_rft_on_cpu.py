@@ -46,14 +46,14 @@ def test_rft_keeps_verified_samples_pairs_them_and_reports_counts_that_add_up(tr
 
     rft = pd.read_parquet(out / "rft.parquet")
     assert len(rft) == report["accepted"]
-    assert all(grade(m[1]["content"], a).correct for m, a in zip(rft["messages"], rft["answer"]))
+    assert all(grade(m[1]["content"], a).correct for m, a in zip(rft["messages"], rft["gold"]))
 
     pairs = pd.read_parquet(out / "pairs.parquet")
     by_problem = {}
     for s in samples:
         by_problem.setdefault(s["id"], []).append(s["correct"])
     assert len(pairs) == report["dpo_pairs"] == sum(sum(c) * (len(c) - sum(c)) for c in by_problem.values())
-    for chosen, rejected, answer in zip(pairs["chosen"], pairs["rejected"], pairs["answer"]):
+    for chosen, rejected, answer in zip(pairs["chosen"], pairs["rejected"], pairs["gold"]):
         assert grade(chosen[0]["content"], answer).correct and not grade(rejected[0]["content"], answer).correct
 
     # started again, nothing is regenerated and the outputs are the same

@@ -24,8 +24,8 @@ from verl.utils.config import omega_conf_to_dataclass, validate_config
 from dft.data import math as math_prep
 from dft.data import rl
 from dft.data.common import DataPrepError, PrepOptions, chat_cot_user, prepare
-from dft.eval.answers import last_boxed
 from dft.eval.prompts import build_prompt
+from dft.problems import last_boxed
 from dft.reward import compute_score
 
 DATA_DIR = Path(os.environ.get("DFT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
@@ -227,7 +227,7 @@ def test_prepared_sft_parquet_becomes_the_same_problems_and_golds(tmp_path):
         assert r["extra_info"]["source_id"] == s["id"]
         assert r["prompt"][0]["content"] == s["messages"][0]["content"]
         problem = r["extra_info"]["problem"]
-        assert r["reward_model"]["ground_truth"] == s["answer"] == last_boxed(originals[problem])
+        assert r["reward_model"]["ground_truth"] == s["gold"] == last_boxed(originals[problem])
         assert r["data_source"] == s["source"] == "math"
 
 

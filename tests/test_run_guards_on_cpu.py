@@ -76,7 +76,7 @@ def test_setting_paper_trains_the_official_format_with_the_official_objective(ti
     from dft.data.common import Example, write_parquet
     from dft.datasets import OfficialFormatDataset
 
-    rows = [Example(r["problem"], r["solution"], r["answer"], "tiny", r["id"]) for r in tiny.train_records[:64]]
+    rows = [Example(r["problem"], r["solution"], r["gold"], "tiny", r["id"]) for r in tiny.train_records[:64]]
     write_parquet(rows, str(tmp_path / "train.parquet"), "official")
     args = ["preset=tiny-cpu", "setting=paper", f"model.path={tiny.model_dir}", "data.train_batch_size=16",
             f"data.train_files={tmp_path / 'train.parquet'}", "trainer.total_training_steps=1",

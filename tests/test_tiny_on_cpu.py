@@ -50,16 +50,16 @@ def test_problems_are_unique_and_well_formed():
     records = make_problems(1000, seed=0)
     assert len({r["problem"] for r in records}) == len(records)
     assert len({r["id"] for r in records}) == len(records)
-    assert {"id", "problem", "solution", "answer"} <= set(records[0])
+    assert {"id", "problem", "solution", "gold"} <= set(records[0])
 
 
 def test_last_boxed_is_the_correct_answer():
     for r in make_problems(1000, seed=0):
         last_line = r["solution"].splitlines()[-1]
-        assert last_line.endswith("\\boxed{" + r["answer"] + "}")
-        assert BOXED.findall(r["solution"])[-1] == r["answer"]
+        assert last_line.endswith("\\boxed{" + r["gold"] + "}")
+        assert BOXED.findall(r["solution"])[-1] == r["gold"]
         a, op, b, c = re.search(r"(\d+) ([-+*]) (\d+) = (\d+)", r["solution"]).groups()
-        assert OPS[op](int(a), int(b)) == int(c) == int(r["answer"]) >= 0
+        assert OPS[op](int(a), int(b)) == int(c) == int(r["gold"]) >= 0
 
 
 def test_to_messages_appends_instruction():
@@ -74,13 +74,13 @@ def test_splits_are_disjoint_and_written(assets):
     val = pd.read_parquet(assets.val_parquet)
     test = [json.loads(line) for line in assets.test_jsonl.read_text().splitlines()]
     assert (len(train), len(val), len(test)) == (200, 16, 16)
-    assert set(test[0]) == {"id", "problem", "answer"}
+    assert set(test[0]) == {"id", "problem", "gold"}
     train_problems = {r["problem"] for r in assets.train_records}
     assert not train_problems & {r["problem"] for r in test}
     assert not train_problems & {r["problem"] for r in assets.val_records}
     first = list(train["messages"].iloc[0])
     assert [dict(m) for m in first] == to_messages(assets.train_records[0])
-    assert list(train["answer"]) == [r["answer"] for r in assets.train_records]
+    assert list(train["gold"]) == [r["gold"] for r in assets.train_records]
 
 
 def test_tokenizer_round_trips_and_is_small(assets, tokenizer):

@@ -41,7 +41,7 @@ N_PROBLEMS = 64
 def problems(tiny_base, tmp_path_factory):
     """Tiny-math problems the Base was not trained on, as the jsonl the RFT prep reads."""
     assets, _ = tiny_base
-    rows = [{k: r[k] for k in ("id", "problem", "answer")} for r in assets.train_records[TRAINED:][:N_PROBLEMS]]
+    rows = [{k: r[k] for k in ("id", "problem", "gold")} for r in assets.train_records[TRAINED:][:N_PROBLEMS]]
     path = tmp_path_factory.mktemp("vllm") / "problems.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path, rows
@@ -72,7 +72,7 @@ def test_rft_with_vllm_writes_the_greedy_completions_of_the_hf_backend(tiny_base
     assert identical == len(rows), [(vllm_out[r["id"]], t) for r, t in zip(rows, hf_out) if vllm_out[r["id"]] != t]
     assert len({t for t in hf_out}) > len(rows) // 2  # real, varied text, not one repeated degenerate string
     report = json.loads((tmp_path / "report.json").read_text())
-    correct = [r for r in rows if grade(vllm_out[r["id"]], r["answer"]).correct]
+    correct = [r for r in rows if grade(vllm_out[r["id"]], r["gold"]).correct]
     assert report["accepted"] == len(correct) == len(pd.read_parquet(tmp_path / "rft.parquet")) > 0
 
 

@@ -1,13 +1,13 @@
 r"""Supervised training data for ``dft.train``: ``python -m dft.data.<name> --out DIR [...]``.
 
 One module per dataset, ``numina`` (NuminaMath-CoT, the paper's training set), ``math`` (MATH train), ``gsm8k``
-(GSM8K train) and ``cft`` (WebInstruct-CFT critiques), all built on :mod:`dft.data.common`, which holds the
-reading (hub or local jsonl/parquet), the validation policy (``--on-bad-row error|skip``), selection
-(``--n --selection random|first --seed``), the validation split (``--val-size``), the token-length limit
-(``--max-length --tokenizer --over-length``), the data format (``--format chat|official``), the atomic writes and
-``report.json``. Each writes ``DIR/train.parquet`` (and
-``DIR/val.parquet``) with the columns verl's ``MultiTurnSFTDataset`` reads, ``messages`` (one user and one
-assistant turn), plus ``id``, ``answer`` (the gold final answer, kept for later verification) and ``source``.
+(GSM8K train) and ``cft`` (WebInstruct-CFT critiques), all built on :mod:`dft.data.common`, which holds the reading
+(hub or local jsonl/parquet, through :mod:`dft.problems`, the reader of the benchmarks too), the validation policy
+(``--on-bad-row error|skip``), selection (``--n --selection random|first --seed``), the validation split
+(``--val-size``), the token-length limit (``--max-length --tokenizer --over-length``), the data format (``--format
+chat|official``), the atomic writes and ``report.json``. Each writes ``DIR/train.parquet`` (and ``DIR/val.parquet``)
+with the columns verl's ``MultiTurnSFTDataset`` reads, ``messages`` (one user and one assistant turn), plus ``id``,
+``gold`` (the gold final answer, kept for later verification) and ``source``.
 
 Training prompts and evaluation prompts. Training data carries no chat markup: the parquet stores plain
 messages and the trainer renders them with the model's own chat template, so the tokens are that template's.
@@ -27,8 +27,9 @@ with its evaluation template (``llama-base-boxed``, ``deepseek-math``: the Qwen2
 ``dft.eval.prompts``), so it is trained and evaluated on the same prompt. The parquet's schema metadata
 records the format.
 
-``dft.data.rft`` (rejection sampling) reads these parquets back: it recovers the problem by removing the CoT
-instruction from the user turn and verifies samples against ``answer``.
+``dft.data.rft`` (rejection sampling) and ``dft.data.rl`` (RL prompts) read these parquets back by one rule
+(``dft.problems.problem_of_row``): the problem is the user turn without the CoT instruction (in the ``official``
+format, the user turn itself), and samples are verified against ``gold``.
 
 Public API: :func:`dft.data.common.prepare` with a dataset's ``SPEC`` and :class:`dft.data.common.PrepOptions`
 (returns the report), and each module's ``main(argv)``.

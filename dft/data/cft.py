@@ -5,12 +5,15 @@ Hub ``TIGER-Lab/WebInstruct-CFT`` (config ``WebInstruct-CFT-50K`` by default, th
 not checked against the hub here) or a local jsonl/parquet with its fields ``instruction``, ``input`` (the question
 and a candidate solution) and ``output`` (the critique). The user turn is ``instruction + "\\n" + input`` (how
 LLaMA-Factory, which the CFT authors trained with, joins an alpaca-style prompt and query); the assistant turn is
-the critique. There is no gold answer to verify, so ``answer`` is the empty string and no CoT instruction is added.
+the critique. There is no gold answer to verify, so ``gold`` is the empty string and no CoT instruction is added.
 """
 
 from __future__ import annotations
 
-from dft.data.common import DatasetSpec, Example, HubSource, main_for, text_field
+from functools import partial
+
+from dft.data.common import DatasetSpec, Example, HubSource, main_for
+from dft.problems import text_field
 
 
 def convert(row: dict, extra: dict) -> Example:
@@ -28,10 +31,7 @@ SPEC = DatasetSpec(
     convert=convert,
 )
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point."""
-    return main_for(SPEC, argv)
+main = partial(main_for, SPEC)  # the CLI: main(argv) prepares the data and returns the report
 
 
 if __name__ == "__main__":

@@ -1,31 +1,21 @@
 r"""Shared machinery of the supervised data preparations: read, validate, select, split, write, report.
 
 A dataset module (``dft.data.gsm8k`` ...) is a :class:`DatasetSpec`: where its hub copy lives and how one raw row
-becomes an :class:`Example` (user message, assistant solution, gold answer). Everything else is here:
+becomes an :class:`Example` (user message, assistant solution, gold answer). Everything else is shared:
 
-- **Input** (:func:`read_input`): a local ``.jsonl`` (positions are 1-based file lines) or ``.parquet`` (0-based
-  rows), or the hub through ``datasets.load_dataset`` (0-based rows); ``limit`` reads only the first rows.
-- **Selection** (:func:`select_and_split`): rows are visited in file order (``first``) or in a seeded permutation
-  (``random``, ``numpy.random.RandomState(seed)``, whose stream numpy keeps fixed across versions). The train
-  split is the first ``n`` rows of that order that pass validation, so it is exactly ``n`` rows and does not depend
-  on ``val_size``; the validation split is then drawn from the rows not visited, in a second seeded permutation.
-  Without ``n``, validation is drawn first and every other row is train.
-- **Validation**: a missing or empty field, or a solution without the gold answer the dataset needs, is a
-  :class:`BadRow`. Policy ``error`` raises :class:`DataPrepError` naming the file (or hub dataset), the
-  line/row and the field; ``skip`` counts it by reason in the report. Only visited rows are validated; the
-  report's counts always add up: ``input_rows = train + val + skipped + unselected``.
-- **Length** (with ``max_length`` and a tokenizer) is measured as training tokenizes the row in its format
-  (``dft.formats``): in ``chat``, the whole conversation in the chat template (no generation prompt); in
-  ``official``, prompt + solution + eos. Over-length rows follow their own policy, ``over_length``: ``skip``
-  (default: counted, and every one listed in the report), ``truncate`` (kept; training cuts them on the right,
-  as the official trainer did; a row whose first trained token lies beyond ``max_length`` has no loss token left
-  and is a bad row) or ``error``.
+- **Input**: rows, positions, fields and golds are read by :mod:`dft.problems`, the code that reads the
+  benchmarks: a local ``.jsonl`` (positions are 1-based file lines) or ``.parquet`` (0-based rows), or the hub
+  (0-based rows); ``limit`` reads only the first rows.
+- **Validation and selection** (:mod:`dft.data.select`): the bad-row policy (``--on-bad-row error|skip``), the
+  token-length policy (``--max-length --over-length``), and which rows make the train and validation splits
+  (``--n --selection --seed --val-size``). The report's counts always add up:
+  ``input_rows = train + val + skipped + unselected``.
 - **Format** (``format``, see ``dft.formats``): ``chat`` stores the chat-cot user message; ``official`` stores
   the bare problem and the solution exactly as read (a dataset spec with an ``official`` converter; NuminaMath-CoT
-  keeps rows without a ``\boxed{}`` there, as the official prep did, with an empty ``answer``). With
+  keeps rows without a ``\boxed{}`` there, as the official prep did, with an empty ``gold``). With
   ``--selection first`` and nothing refused, the train split is exactly input rows ``0..n-1``.
 - **Output** (:func:`write_splits`, :func:`write_report`): ``train.parquet``, ``val.parquet`` (only when
-  ``val_size > 0``) with columns ``messages``, ``id``, ``answer``, ``source``, and ``report.json``, each written to
+  ``val_size > 0``) with columns ``messages``, ``id``, ``gold``, ``source``, and ``report.json``, each written to
   a temp file in the same directory and moved into place with ``os.replace``. The old report is removed first and
   the new one written last, so a directory with a ``report.json`` is a finished preparation.
 """
@@ -35,35 +25,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
-from dft.eval.answers import last_boxed
+from dft.data.select import DataPrepError, Validator, select_and_split
 from dft.eval.prompts import get_template
-from dft.formats import FORMATS, encode_official, official_template, prompt_lengths, with_format
+from dft.formats import FORMATS, with_format
 from dft.io import atomic_write
+from dft.problems import HubSource, Rows, SourceError, read_rows
 
-CHUNK = 512  # rows validated (and tokenized) per batch
-EXAMPLES_PER_REASON = 5  # positions of skipped rows kept in the report, per reason
-OVER_LENGTH = "longer than max_length"
-
-
-class DataPrepError(ValueError):
-    """The input cannot become the requested training data (a bad row under policy ``error``, too few rows...)."""
-
-
-class BadRow(ValueError):
-    """One row cannot become a training example. ``key`` is the reason as counted in the report.
-
-    ``field_name`` is the offending field, or None when the row as a whole is unreadable (a broken jsonl line).
-    """
-
-    def __init__(self, field_name: str | None, reason: str, key: str):
-        super().__init__(f"field {field_name!r} {reason}" if field_name else f"the {reason}")
-        self.field_name, self.reason, self.key = field_name, reason, key
+__all__ = ["DataPrepError", "DatasetSpec", "Example", "HubSource", "PrepOptions", "chat_cot_user", "main_for"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +44,7 @@ class Example:
 
     user: str
     assistant: str
-    answer: str
+    gold: str
     source: str
     id: str = ""
     tokens: int | None = None  # chat-template token count, when a tokenizer was given
@@ -83,22 +55,13 @@ class Example:
 
 
 @dataclass(frozen=True)
-class HubSource:
-    """``datasets.load_dataset(path, config, split=split)``."""
-
-    path: str
-    config: str | None
-    split: str
-
-
-@dataclass(frozen=True)
 class DatasetSpec:
     """A dataset preparation: its name (ids are ``<name>-<row index>``), hub source and row converter.
 
-    ``convert(row, extra)`` returns an :class:`Example` or raises :class:`BadRow`; ``extra`` holds the values of
-    the dataset's own CLI options, which ``add_arguments`` declares. ``official(row)`` converts a row for the
+    ``convert(row, extra)`` returns an :class:`Example` or raises a ``dft.problems.BadRow``; ``extra`` holds the
+    values of the dataset's own CLI options, which ``add_arguments`` declares. ``official(row)`` converts a row for the
     official format (``--format official``), where the dataset supports it. A preparation whose rows are not SFT
-    conversations (``dft.data.rl``) brings its own ``validator`` (a :class:`Validator` subclass) and
+    conversations (``dft.data.rl``) brings its own ``validator`` (a ``dft.data.select.Validator`` subclass) and
     ``write(rows, split, path)`` parquet writer.
     """
 
@@ -138,31 +101,6 @@ class PrepOptions:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def text_field(row: dict, name: str) -> str:
-    """``row[name]`` as a whitespace-stripped string; a missing, null or blank field is a :class:`BadRow`."""
-    value = row.get(name) if hasattr(row, "get") else None
-    if value is None:
-        raise BadRow(name, "is missing", f"missing field {name!r}")
-    text = str(value).strip()
-    if not text:
-        raise BadRow(name, "is empty", f"empty field {name!r}")
-    return text
-
-
-def raw_text_field(row: dict, name: str) -> str:
-    """``row[name]`` exactly as read (the official prep strips nothing); missing, null or blank is a BadRow."""
-    text_field(row, name)
-    return str(row[name])
-
-
-def boxed_answer(solution: str, name: str) -> str:
-    r"""The last ``\boxed{}`` of ``solution`` (the evaluation harness's rule); none, or an empty one, is a BadRow."""
-    answer = last_boxed(solution)
-    if answer is None or not answer.strip():
-        raise BadRow(name, "has no \\boxed{} answer", f"no \\boxed{{}} answer in {name!r}")
-    return answer.strip()
-
-
 def chat_cot_user(problem: str) -> str:
     """The user message of the evaluation's ``chat-cot`` prompt: problem + newline + the CoT instruction."""
     return get_template("chat-cot").text.format(input=problem)
@@ -173,236 +111,17 @@ def chat_cot_user(problem: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class InputRows:
-    """Raw rows with a human position for each: ``label(i)`` is ``"<where>: line 12"`` or ``"...: row 11"``."""
-
-    rows: Sequence[Any]
-    where: str
-    unit: str
-    positions: list[int] | None = None
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def label(self, index: int) -> str:
-        position = self.positions[index] if self.positions is not None else index
-        return f"{self.where}: {self.unit} {position}"
-
-
-class _ParquetRows(Sequence):
-    """Rows of a pyarrow table as dicts, converted one at a time (a full ``to_pylist`` of 860k rows is gigabytes)."""
-
-    def __init__(self, table):
-        self.table = table
-
-    def __len__(self) -> int:
-        return self.table.num_rows
-
-    def __getitem__(self, index: int) -> dict:
-        return self.table.slice(index, 1).to_pylist()[0]
-
-
-def _read_jsonl(path: Path, limit: int | None) -> InputRows:
-    """Every non-blank line of a jsonl; an unreadable line becomes a BadRow (so the row policy applies to it)."""
-    rows, positions = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if limit is not None and len(rows) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                record = BadRow(None, f"line is not valid JSON ({err.msg})", "invalid JSON")
-            if not isinstance(record, dict | BadRow):
-                record = BadRow(None, f"line is a JSON {type(record).__name__}, not an object", "not a JSON object")
-            rows.append(record)
-            positions.append(number)
-    return InputRows(rows, str(path), "line", positions)
-
-
-def _read_parquet(path: Path, limit: int | None) -> InputRows:
-    """A parquet file's rows (0-based)."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    if limit is not None:
-        table = table.slice(0, limit)
-    return InputRows(_ParquetRows(table), str(path), "row")
-
-
-def _read_hub(hub: HubSource, limit: int | None) -> InputRows:
-    """The hub dataset through ``datasets.load_dataset``; ``limit`` becomes a ``split[:limit]`` slice."""
-    import datasets
-
-    split = hub.split if limit is None else f"{hub.split}[:{limit}]"
-    where = f"hub dataset {hub.path}" + (f" ({hub.config})" if hub.config else "") + f" split {hub.split}"
-    try:
-        rows = datasets.load_dataset(hub.path, hub.config, split=split)
-    except (ConnectionError, OSError) as err:  # no network, no such dataset or config
-        raise DataPrepError(f"cannot load {where}: {err} (or pass a local copy with --input)") from err
-    return InputRows(rows, where, "row")
-
-
-def read_input(spec: DatasetSpec, opts: PrepOptions) -> InputRows:
+def read_input(spec: DatasetSpec, opts: PrepOptions) -> Rows:
     """The raw rows ``opts`` points at: a local jsonl/parquet file or the spec's hub dataset."""
-    if opts.source == "hub":
-        hub = spec.hub if opts.hub_config is None else HubSource(spec.hub.path, opts.hub_config, spec.hub.split)
-        return _read_hub(hub, opts.limit)
-    if opts.source != "local":
+    if opts.source not in ("hub", "local"):
         raise DataPrepError(f"unknown source {opts.source!r}; expected 'hub' or 'local'")
-    if opts.input is None or not Path(opts.input).is_file():
-        raise DataPrepError(f"source 'local' needs an input file; {opts.input} is not one")
-    path = Path(opts.input)
-    if path.suffix == ".parquet":
-        return _read_parquet(path, opts.limit)
-    return _read_jsonl(path, opts.limit)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Validation and selection
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class Validator:
-    """Turns row indices into Examples or BadRows, applies the bad-row policy and counts what it skips."""
-
-    def __init__(self, spec: DatasetSpec, inputs: InputRows, opts: PrepOptions, tokenizer=None):
-        self.spec, self.inputs, self.opts, self.tokenizer = spec, inputs, opts, tokenizer
-        self.skipped: Counter = Counter()
-        self.skipped_examples: dict[str, list[str]] = {}
-        self.over_length_rows: list[str] = []
-        self.template = official_template(tokenizer) if tokenizer is not None and opts.format == "official" else None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        """Release what the checks hold (nothing here; a subclass's grader workers, say)."""
-
-    def check(self, indices: Sequence[int]) -> list[Example | BadRow]:
-        """Convert a batch of rows, then measure the token lengths of the good ones (batched tokenizer calls)."""
-        results = [self._convert(i) for i in indices]
-        if self.tokenizer is None:
-            return results
-        good = [k for k, r in enumerate(results) if isinstance(r, Example)]
-        for k, (prompt, total) in zip(good, self.lengths([results[k] for k in good])):
-            results[k] = self._within_length(replace(results[k], tokens=total), prompt)
-        return results
-
-    def lengths(self, examples: list[Example]) -> list[tuple[int | None, int]]:
-        """(tokens before the first trained token, all tokens) of each example, as training tokenizes it."""
-        if self.opts.format == "official":
-            encoded = encode_official(self.tokenizer, [(e.user, e.assistant) for e in examples], self.template)
-            return [(len(prompt), len(prompt) + len(target)) for prompt, target in encoded]
-        conversations = [e.messages() for e in examples]
-        totals = token_lengths(self.tokenizer, conversations)
-        # where training starts only matters for rows kept over-long
-        truncate = self.opts.over_length == "truncate"
-        prompts = prompt_lengths(self.tokenizer, conversations, "chat") if truncate else [None] * len(totals)
-        return list(zip(prompts, totals))
-
-    def _within_length(self, example: Example, prompt: int | None) -> Example | BadRow:
-        limit, total = self.opts.max_length, example.tokens
-        if limit is None or total <= limit:
-            return example
-        if self.opts.over_length != "truncate":
-            return BadRow("messages", f"is {total} tokens in the {self.opts.format} format, more than --max-length "
-                          f"{limit}", OVER_LENGTH)  # fmt: skip
-        if prompt is None or prompt >= limit:
-            return BadRow("messages", f"has no loss token within --max-length {limit} (the prompt alone is {prompt} "
-                          "tokens)", "no loss token within max_length")  # fmt: skip
-        return example
-
-    def _convert(self, index: int) -> Example | BadRow:
-        row = self.inputs.rows[index]
-        if isinstance(row, BadRow):
-            return row
-        try:
-            official = self.opts.format == "official"
-            example = self.spec.official(row) if official else self.spec.convert(row, self.opts.extra)
-        except BadRow as bad:
-            return bad
-        return replace(example, id=f"{self.spec.name}-{index}")
-
-    def reject(self, index: int, bad: BadRow) -> None:
-        """Apply the policy to a bad row: raise (``error``) or count it (``skip``); over-length rows follow
-        ``over_length`` and are all listed."""
-        label = self.inputs.label(index)
-        over_length = bad.key == OVER_LENGTH
-        if (self.opts.over_length if over_length else self.opts.on_bad_row) == "error":
-            flag = "--over-length skip" if over_length else "--on-bad-row skip"
-            raise DataPrepError(f"{label}: {bad} (use {flag} to skip such rows and count them)")
-        self.skipped[bad.key] += 1
-        examples = self.skipped_examples.setdefault(bad.key, [])
-        if len(examples) < EXAMPLES_PER_REASON:
-            examples.append(f"{label}: {bad}")
-        if over_length:
-            self.over_length_rows.append(label)
-
-
-def token_lengths(tokenizer, conversations: list[list[dict]]) -> list[int]:
-    """Token count of each conversation rendered whole by the chat template (what verl's SFT dataset trains on)."""
-    if not conversations:
-        return []
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=False) for c in conversations]
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
-
-
-def take(candidates: Sequence[int], need: int | None, validator: Validator) -> tuple[list[Example], int]:
-    """Visit ``candidates`` in order until ``need`` good rows are found (all rows if None).
-
-    Returns the good rows and how many candidates were visited; bad rows among them went through the policy.
-    """
-    accepted: list[Example] = []
-    visited = 0
-    while visited < len(candidates) and (need is None or len(accepted) < need):
-        size = CHUNK if need is None else min(CHUNK, max(need - len(accepted), 16))
-        chunk = list(candidates[visited : visited + size])
-        for index, result in zip(chunk, validator.check(chunk)):
-            if need is not None and len(accepted) == need:
-                break
-            visited += 1
-            if isinstance(result, BadRow):
-                validator.reject(index, result)
-            else:
-                accepted.append(result)
-    return accepted, visited
-
-
-def _permutation(items: Sequence[int], seed) -> list[int]:
-    """``items`` in a seeded random order (numpy's legacy RandomState: its stream is frozen across versions)."""
-    import numpy as np
-
-    return [items[k] for k in np.random.RandomState(seed).permutation(len(items)).tolist()]
-
-
-def _require(found: int, need: int, what: str, validator: Validator) -> None:
-    """Refuse to write fewer rows than asked for."""
-    if found < need:
-        skipped = sum(validator.skipped.values())
-        raise DataPrepError(f"{what}: asked for {need} rows, found only {found} usable ({skipped} skipped)")
-
-
-def select_and_split(total: int, opts: PrepOptions, validator: Validator) -> tuple[list[Example], list[Example], int]:
-    """(train, val, unselected row count), following the selection rules in the module docstring."""
-    order = list(range(total)) if opts.selection == "first" else _permutation(range(total), opts.seed)
-    val_seed = [1, opts.seed]  # a second stream, so val rows are random even under --selection first
-    if opts.n is not None:
-        train, visited = take(order, opts.n, validator)
-        _require(len(train), opts.n, "--n", validator)
-        rest = _permutation(order[visited:], val_seed)
-        val, visited_val = take(rest, opts.val_size, validator) if opts.val_size else ([], 0)
-        _require(len(val), opts.val_size, "--val-size", validator)
-        return train, val, total - visited - visited_val
-    candidates = _permutation(order, val_seed)
-    val, visited_val = take(candidates, opts.val_size, validator) if opts.val_size else ([], 0)
-    _require(len(val), opts.val_size, "--val-size", validator)
-    seen = set(candidates[:visited_val])
-    train, _ = take([i for i in order if i not in seen], None, validator)
-    return train, val, 0
+    if opts.source == "local" and opts.input is None:
+        raise DataPrepError("source 'local' needs an input file (--input)")
+    hub = spec.hub if opts.hub_config is None else HubSource(spec.hub.path, opts.hub_config, spec.hub.split)
+    try:
+        return read_rows(hub if opts.source == "hub" else opts.input, opts.limit)
+    except SourceError as err:
+        raise DataPrepError(f"--input {err}" if opts.source == "local" else str(err)) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -411,19 +130,19 @@ def select_and_split(total: int, opts: PrepOptions, validator: Validator) -> tup
 
 
 def write_parquet(examples: list[Example], path: str, fmt: str = "chat") -> None:
-    """The SFT parquet: ``messages`` (list of role/content structs), ``id``, ``answer``, ``source``; the schema
+    """The SFT parquet: ``messages`` (list of role/content structs), ``id``, ``gold``, ``source``; the schema
     metadata records the format (``dft.formats``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     message = pa.struct([("role", pa.string()), ("content", pa.string())])
     schema = pa.schema(
-        [("messages", pa.list_(message)), ("id", pa.string()), ("answer", pa.string()), ("source", pa.string())]
+        [("messages", pa.list_(message)), ("id", pa.string()), ("gold", pa.string()), ("source", pa.string())]
     )
     columns = {
         "messages": [e.messages() for e in examples],
         "id": [e.id for e in examples],
-        "answer": [e.answer for e in examples],
+        "gold": [e.gold for e in examples],
         "source": [e.source for e in examples],
     }
     pq.write_table(with_format(pa.table(columns, schema=schema), fmt), path)
@@ -460,7 +179,7 @@ def _length_stats(examples: list[Example]) -> dict | None:
     return {"max": lengths[-1], "mean": round(sum(lengths) / len(lengths), 1), "p99": p99}
 
 
-def build_report(spec: DatasetSpec, opts: PrepOptions, inputs: InputRows, splits, validator, seconds) -> dict:
+def build_report(spec: DatasetSpec, opts: PrepOptions, inputs: Rows, splits, validator, seconds) -> dict:
     """The ``report.json`` record: what was read, chosen, skipped (by reason) and written, and with what options.
 
     ``splits`` is ``(train, val, unselected row count)`` from :func:`select_and_split`.
@@ -582,7 +301,7 @@ def main_for(spec: DatasetSpec, argv: list[str] | None = None) -> dict:
         parser.error("--input is for --source local")
     try:
         report = prepare(spec, opts)
-    except DataPrepError as err:
+    except (DataPrepError, SourceError) as err:
         parser.exit(1, f"error: {err}\n")
     skipped = ", ".join(f"{k}: {v}" for k, v in report["skipped"].items()) or "none"
     print(

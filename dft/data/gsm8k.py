@@ -4,7 +4,7 @@ Hub ``openai/gsm8k`` (config ``main``, split ``train``) or a local jsonl with th
 ``answer``; the answer is a worked solution ending in a ``#### <number>`` line. The assistant turn is that
 solution with the ``####`` line replaced by a final sentence, ``The final answer is \boxed{72}.``, so the model
 learns to end the way the evaluation grades (last ``\boxed{}``). The gold is the number with thousands separators
-removed (``2,125`` -> ``2125``), as the GSM8K benchmark loader reads it.
+removed (``2,125`` -> ``2125``), by the parser the GSM8K benchmark loader uses (``dft.problems.gsm8k_gold``).
 
 The ``<<48/2=24>>`` calculator annotations are stripped by default (``48/2 = <<48/2=24>>24`` -> ``48/2 = 24``):
 they are markup for a calculator tool that neither training nor evaluation runs, and the chat-cot evaluation
@@ -16,27 +16,19 @@ from __future__ import annotations
 
 import argparse
 import re
+from functools import partial
 
-from dft.data.common import BadRow, DatasetSpec, Example, HubSource, chat_cot_user, main_for, text_field
+from dft.data.common import DatasetSpec, Example, HubSource, chat_cot_user, main_for
+from dft.problems import gold_field, gsm8k_parts, text_field
 
 ANNOTATION = re.compile(r"<<[^<>]*>>")
-
-
-def final_answer(answer: str) -> tuple[str, str]:
-    """Split a GSM8K answer into (worked solution, gold number without commas); no ``####`` line is a BadRow."""
-    body, marker, final = answer.rpartition("####")
-    if not marker:
-        raise BadRow("answer", "has no '#### <answer>' line", "no '####' answer in 'answer'")
-    gold = final.strip().replace(",", "")
-    if not gold:
-        raise BadRow("answer", "has an empty '####' answer", "no '####' answer in 'answer'")
-    return body.strip(), gold
 
 
 def convert(row: dict, extra: dict) -> Example:
     r"""One GSM8K row as a chat: chat-cot user message, solution ending in ``\boxed{gold}``, gold number."""
     question = text_field(row, "question")
-    body, gold = final_answer(text_field(row, "answer"))
+    gold = gold_field(row, "answer", "gsm8k")  # the GSM8K benchmark's own gold parser
+    body = gsm8k_parts(row["answer"])[0]
     if not extra.get("keep_annotations"):
         body = ANNOTATION.sub("", body)
     solution = "\n".join(part for part in (body, f"The final answer is \\boxed{{{gold}}}.") if part)
@@ -58,10 +50,7 @@ SPEC = DatasetSpec(
     add_arguments=add_arguments,
 )
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point."""
-    return main_for(SPEC, argv)
+main = partial(main_for, SPEC)  # the CLI: main(argv) prepares the data and returns the report
 
 
 if __name__ == "__main__":

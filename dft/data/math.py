@@ -7,14 +7,17 @@ Hub ``DigitalLearningGmbH/MATH-lighteval`` (split ``train``) or a local jsonl/pa
 
 from __future__ import annotations
 
-from dft.data.common import DatasetSpec, Example, HubSource, boxed_answer, chat_cot_user, main_for, text_field
+from functools import partial
+
+from dft.data.common import DatasetSpec, Example, HubSource, chat_cot_user, main_for
+from dft.problems import gold_field, text_field
 
 
 def convert(row: dict, extra: dict) -> Example:
     """One MATH row as a chat: chat-cot user message, the worked solution, gold = its last boxed answer."""
     problem = text_field(row, "problem")
     solution = text_field(row, "solution")
-    return Example(chat_cot_user(problem), solution, boxed_answer(solution, "solution"), "math")
+    return Example(chat_cot_user(problem), solution, gold_field(row, "solution", "boxed"), "math")
 
 
 SPEC = DatasetSpec(
@@ -24,10 +27,7 @@ SPEC = DatasetSpec(
     convert=convert,
 )
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point."""
-    return main_for(SPEC, argv)
+main = partial(main_for, SPEC)  # the CLI: main(argv) prepares the data and returns the report
 
 
 if __name__ == "__main__":

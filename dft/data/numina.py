@@ -9,31 +9,24 @@ The DFT paper trains on 100,000 examples: ``--n 100000 --seed 0 --selection rand
 (the paper's wording), ``--selection first`` the first 100,000 rows that pass validation. Both are reproducible.
 
 ``--format official`` writes the rows as the official code's ``numina_cot.py --train_end 100000`` kept them: the
-problem and solution exactly as read, rows without a ``\boxed{}`` kept (``answer`` empty), so
+problem and solution exactly as read, rows without a ``\boxed{}`` kept (``gold`` empty), so
 ``--format official --n 100000 --selection first`` is exactly input rows 0..99,999 (``setting=paper``'s data).
 Training renders them in the official format (``dft.formats``).
 """
 
 from __future__ import annotations
 
-from dft.data.common import (
-    DatasetSpec,
-    Example,
-    HubSource,
-    boxed_answer,
-    chat_cot_user,
-    main_for,
-    raw_text_field,
-    text_field,
-)
-from dft.eval.answers import last_boxed
+from functools import partial
+
+from dft.data.common import DatasetSpec, Example, HubSource, chat_cot_user, main_for
+from dft.problems import gold_field, last_boxed, raw_text_field, text_field
 
 
 def convert(row: dict, extra: dict) -> Example:
     """One NuminaMath-CoT row as a chat: chat-cot user message, the CoT solution, gold = its last boxed answer."""
     problem = text_field(row, "problem")
     solution = text_field(row, "solution")
-    return Example(chat_cot_user(problem), solution, boxed_answer(solution, "solution"), _source(row))
+    return Example(chat_cot_user(problem), solution, gold_field(row, "solution", "boxed"), _source(row))
 
 
 def convert_official(row: dict) -> Example:
@@ -55,10 +48,7 @@ SPEC = DatasetSpec(
     official=convert_official,
 )
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point."""
-    return main_for(SPEC, argv)
+main = partial(main_for, SPEC)  # the CLI: main(argv) prepares the data and returns the report
 
 
 if __name__ == "__main__":

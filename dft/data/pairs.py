@@ -8,7 +8,7 @@ number of other problems. Problems with no correct or no incorrect sample give n
 
 The parquet follows the conversational preference layout (as TRL's DPO trainer reads it): ``prompt`` (the user
 turn as a message list, the same prompt as SFT and evaluation), ``chosen`` and ``rejected`` (one assistant
-message each), plus ``id``, ``answer``, ``chosen_sample`` and ``rejected_sample``.
+message each), plus ``id``, ``gold``, ``chosen_sample`` and ``rejected_sample``.
 """
 
 import hashlib
@@ -48,7 +48,7 @@ def build_pairs(problems, rows: dict, n: int, per_problem: int | None = None, se
                 "prompt": prompt,
                 "chosen": [{"role": "assistant", "content": rows[(p.id, c)]["response"]}],
                 "rejected": [{"role": "assistant", "content": rows[(p.id, w)]["response"]}],
-                "id": p.id, "answer": p.gold, "chosen_sample": c, "rejected_sample": w,
+                "id": p.id, "gold": p.gold, "chosen_sample": c, "rejected_sample": w,
             })  # fmt: skip
     return pairs
 

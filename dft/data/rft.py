@@ -6,7 +6,7 @@
 Samples ``n`` responses per problem (paper: 4 at temperature 1.0 on 10,000 problems) with the evaluation
 harness's backends, grades each with math-verify against the gold answer, and writes, atomically:
 
-- ``rft.parquet``: the correct responses as SFT conversations (``messages``, ``id``, ``answer``, ``sample``),
+- ``rft.parquet``: the correct responses as SFT conversations (``messages``, ``id``, ``gold``, ``sample``),
   which ``dft.train`` trains on (RFT = SFT or DFT on this file), in the data format ``format`` names
   (``dft.formats``: ``chat``, the default, or ``official`` for ``setting=paper``);
 - ``pairs.parquet``: DPO preference pairs (see ``dft.data.pairs``);
@@ -27,35 +27,16 @@ from tqdm import tqdm
 
 from dft.data.pairs import build_pairs, write_parquet_atomic
 from dft.eval.backends import SamplingParams, make_backend
-from dft.eval.benchmarks import Problem, load_jsonl_problems
 from dft.eval.fingerprint import claim, local_model_dir, make_fingerprint, problems_digest
 from dft.eval.grading import Grader
 from dft.eval.model_format import ModelFormat
-from dft.eval.prompts import INSTRUCTION, build_prompt
+from dft.eval.prompts import build_prompt
 from dft.eval.runner import run_benchmark
 from dft.formats import user_turn, with_format
+from dft.problems import Problem, read_problems
 
 # Samples are drawn in the chat format the RFT data trains on: the SFT user turn in the model's chat template.
 PROMPT = "chat-cot"
-
-
-def load_problems(path: str) -> list[Problem]:
-    """Problems from a jsonl (``id``, ``problem``, ``answer``) or a prepared SFT parquet (``messages``, ``id``,
-    ``answer``; the problem is the user turn without the CoT instruction, so prompts match evaluation's)."""
-    if not str(path).endswith(".parquet"):
-        return load_jsonl_problems(path)
-    frame = pd.read_parquet(path)
-    for field in ("messages", "id", "answer"):
-        if field not in frame.columns:
-            raise ValueError(f"{path}: no column {field!r}; expected a prepared SFT parquet (messages, id, answer)")
-    suffix = "\n" + INSTRUCTION
-    problems = []
-    for row, (messages, pid, answer) in enumerate(zip(frame["messages"], frame["id"], frame["answer"])):
-        user = next((m["content"] for m in messages if m["role"] == "user"), None)
-        if not user or not str(answer).strip():
-            raise ValueError(f"{path}: row {row}: {'user turn' if not user else 'answer'} is missing or empty")
-        problems.append(Problem(str(pid), user[: -len(suffix)] if user.endswith(suffix) else user, str(answer)))
-    return problems
 
 
 def sft_rows(problems: list[Problem], rows: dict, n: int, fmt: str = "chat") -> list[dict]:
@@ -67,7 +48,7 @@ def sft_rows(problems: list[Problem], rows: dict, n: int, fmt: str = "chat") -> 
             if row["correct"] and not row["error"]:
                 user = user_turn(p.problem, fmt)
                 messages = [{"role": "user", "content": user}, {"role": "assistant", "content": row["response"]}]
-                out.append({"messages": messages, "id": p.id, "answer": p.gold, "sample": i})
+                out.append({"messages": messages, "id": p.id, "gold": p.gold, "sample": i})
     return out
 
 
@@ -123,7 +104,7 @@ def write_sft_parquet(rows: list[dict], fmt: str, out: Path) -> None:
 
 def run(cfg) -> dict:
     out = Path(cfg.out)
-    problems = load_problems(cfg.input)
+    problems = read_problems(cfg.input)
     digest = problems_digest(problems)
     problems = problems[: cfg.limit] if cfg.limit else problems
     rows = sample_and_verify(cfg, problems, out, digest)

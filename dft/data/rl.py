@@ -13,10 +13,11 @@ reward workers hand to :func:`dft.reward.compute_score`:
 - ``extra_info``: ``{"split", "index" (position in the split), "id" (``rl-<input row>``), "source_id" (the input
   row's ``id``, if any), "problem"}``.
 
-Input: the problems that rejection sampling (:mod:`dft.data.rft`) samples, i.e. a prepared SFT parquet
-(``messages`` and ``answer``; the problem is the user turn without the CoT instruction, and a user turn that is not a
-chat-cot message is a bad row) or a jsonl/parquet of ``problem`` and ``answer``; rows with ``problem`` and
-``solution`` but no ``answer`` take the solution's last ``\boxed{}`` (raw NuminaMath-CoT, the hub default, or MATH).
+Input: the problems that rejection sampling (:mod:`dft.data.rft`) samples, read by the same rule
+(``dft.problems.problem_of_row``): a prepared SFT parquet (``messages`` and ``gold``; the problem is the user turn
+read back in the format the file records, and a chat user turn that is not a chat-cot message is a bad row) or a
+jsonl/parquet of ``problem`` and ``gold`` or ``answer``; rows with ``problem`` and ``solution`` but no answer
+take the solution's last ``\boxed{}`` (raw NuminaMath-CoT, the hub default, or MATH).
 The paper's RL runs use the RFT problems: ``--input data/numina/train.parquet --n 10000 --selection first``
 takes the same first 10,000 problems as ``dft.data.rft ... limit=10000``, and ``--val-size`` draws validation
 prompts from the rows after them.
@@ -34,21 +35,12 @@ import argparse
 import os
 from dataclasses import dataclass, replace
 
-from dft.data.common import (
-    BadRow,
-    DatasetSpec,
-    HubSource,
-    PrepOptions,
-    Validator,
-    boxed_answer,
-    chat_cot_user,
-    main_for,
-    text_field,
-)
+from dft.data import numina
+from dft.data.common import DatasetSpec, PrepOptions, chat_cot_user, main_for
 from dft.data.common import prepare as prepare_dataset
-from dft.eval.prompts import INSTRUCTION
+from dft.data.select import Validator
+from dft.problems import BadRow, file_format_of, problem_of_row
 
-COT_SUFFIX = "\n" + INSTRUCTION  # what chat_cot_user appends to the problem
 DEFAULT_SOURCE = "math"
 GOLD_CHECK_WORKERS = min(8, os.cpu_count() or 1)
 
@@ -58,7 +50,7 @@ class RLPrompt:
     """One RL prompt: the problem (its user turn is the chat-cot message), the gold answer and where it came from."""
 
     problem: str
-    answer: str
+    gold: str
     source: str
     source_id: str = ""
     id: str = ""
@@ -76,7 +68,7 @@ class RLPrompt:
             "data_source": self.source,
             "prompt": self.messages(),
             "ability": "math",
-            "reward_model": {"style": "rule", "ground_truth": self.answer},
+            "reward_model": {"style": "rule", "ground_truth": self.gold},
             "extra_info": extra,
         }
 
@@ -86,41 +78,17 @@ class RLPrompt:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def problem_from_messages(messages) -> str:
-    """The problem inside a prepared SFT row's user turn (the chat-cot message minus its instruction)."""
-    turns = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"] if messages is not None else []
-    if not turns:
-        raise BadRow("messages", "has no user turn", "no user turn in 'messages'")
-    content = str(turns[0].get("content") or "")
-    problem = content[: -len(COT_SUFFIX)] if content.endswith(COT_SUFFIX) else ""
-    if not problem.strip():
-        reason = "has a user turn that is not a chat-cot prompt (problem, newline, CoT instruction)"
-        raise BadRow("messages", reason, "user turn is not chat-cot")
-    return problem
-
-
-def gold_answer(row: dict) -> tuple[str, str]:
-    r"""(gold, field): the row's ``answer``; without one, the last ``\boxed{}`` of its ``solution``."""
-    if row.get("answer") is None and row.get("solution") is not None:
-        return boxed_answer(text_field(row, "solution"), "solution"), "solution"
-    return text_field(row, "answer"), "answer"
-
-
-def convert(row: dict, extra: dict) -> RLPrompt:
-    """One input row (problem with answer or solution, or a prepared SFT row) as an RL prompt.
-
-    ``problem`` wins over ``messages``: raw NuminaMath-CoT rows carry both, and their messages are not chat-cot.
-    """
-    problem_field = "messages" if row.get("problem") is None and "messages" in row else "problem"
-    problem = problem_from_messages(row["messages"]) if problem_field == "messages" else text_field(row, "problem")
-    answer, answer_field = gold_answer(row)
+def convert(row: dict, extra: dict, fmt: str = "chat") -> RLPrompt:
+    """One input row (problem with gold, answer or solution, or a prepared SFT row in data format ``fmt``) as an
+    RL prompt, read by ``dft.problems.problem_of_row``: the rule rejection sampling reads problems by."""
+    problem, gold, fields = problem_of_row(row, fmt)
     source, source_id = row.get("source"), row.get("id")
     return RLPrompt(
         problem=problem,
-        answer=answer,
+        gold=gold,
         source=source if isinstance(source, str) and source else DEFAULT_SOURCE,
         source_id="" if source_id is None else str(source_id),
-        fields=(problem_field, answer_field),
+        fields=fields,
     )
 
 
@@ -149,6 +117,10 @@ class RLValidator(Validator):
     def __init__(self, spec: DatasetSpec, inputs, opts: PrepOptions, tokenizer=None):
         super().__init__(spec, inputs, opts, tokenizer)
         self.grader = None
+        self.input_format = file_format_of(opts.input) if opts.source == "local" else "chat"
+
+    def convert(self, row) -> RLPrompt:
+        return convert(row, self.opts.extra, self.input_format)
 
     def __enter__(self):
         if self.opts.extra.get("gold_check", True):
@@ -180,10 +152,10 @@ class RLValidator(Validator):
 
     def _check_golds(self, results: list, good: list[int]) -> None:
         r"""A gold must be judged equal to itself (as the reward would judge ``\boxed{gold}``); else a BadRow."""
-        outcomes = self.grader.judge_many([(results[k].answer, results[k].answer) for k in good])
+        outcomes = self.grader.judge_many([(results[k].gold, results[k].gold) for k in good])
         for k, (correct, error) in zip(good, outcomes):
             if not correct:
-                reason = f"{results[k].answer[:80]!r} does not verify against itself ({error or 'not equal'})"
+                reason = f"{results[k].gold[:80]!r} does not verify against itself ({error or 'not equal'})"
                 results[k] = BadRow(results[k].fields[1], reason, "gold answer does not verify")
 
 
@@ -214,7 +186,7 @@ def write_parquet(prompts: list[RLPrompt], split: str, path: str) -> None:
 SPEC = DatasetSpec(
     name="rl",
     description="prompts and gold answers for verl's PPO/GRPO (RL parquet); --max-length counts prompt tokens",
-    hub=HubSource("AI-MO/NuminaMath-CoT", None, "train"),
+    hub=numina.SPEC.hub,  # the RL problems are the training set's
     convert=convert,
     add_arguments=add_arguments,
     validator=RLValidator,

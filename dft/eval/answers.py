@@ -1,43 +1,23 @@
-r"""The final answer of a worked solution or a model response.
+r"""The final answer of a model response.
 
-``last_boxed``: the last ``\boxed{}`` (gold answers in data prep and loaders read only this). ``extract_answer``:
-a response's final answer by the rules of the paper's harness (Qwen2.5-Math ``parser.extract_answer``, in the
-same order), with the rule that found it recorded: the last ``\boxed{}``; else the text after the last "the
-answer is"; else after the last "final answer is"; else the last number. One difference, on purpose: a response
-whose last box was left open (cut off by the budget) has no answer, where the harness reads the open box.
-Nothing heavy is imported here.
+``extract_answer``: a response's final answer by the rules of the paper's harness (Qwen2.5-Math
+``parser.extract_answer``, in the same order), with the rule that found it recorded: the last ``\boxed{}``
+(``dft.problems.last_boxed``, the reader of gold answers too); else the text after the last "the answer is";
+else after the last "final answer is"; else the last number. One difference, on purpose: a response whose last
+box was left open (cut off by the budget) has no answer, where the harness reads the open box. Nothing heavy is
+imported here.
 """
 
 import re
 
-BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+# one box reader for gold answers and responses
+from dft.problems import BOX_RE, last_boxed
+
 RULES = ("boxed", "the-answer-is", "final-answer-is", "last-number")
 PHRASES = (("the-answer-is", re.compile(r"[Tt]he answer is")), ("final-answer-is", re.compile(r"final answer is")))
 NUMBER_RE = re.compile(r"-?\d*\.?\d+")  # the harness's last-number pattern (on the text without commas)
 DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n")
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (braces balanced), or of ``\\boxed 5``; else None.
-
-    A last box left open (a truncated response) gives None: the model gave no final answer, whatever it boxed
-    before.
-    """
-    starts = [m.end() for m in BOX_RE.finditer(text)]
-    if not starts:
-        return None
-    after = text[starts[-1] :]
-    rest = after.lstrip(" \t")
-    if rest.startswith("{"):
-        depth = 0
-        for brace in re.finditer(r"(?<!\\)[{}]", rest):
-            depth += 1 if brace.group() == "{" else -1
-            if depth == 0:
-                return rest[1 : brace.start()].strip()
-        return None
-    bare = re.match(r"[^\s$]+", rest) if len(rest) < len(after) else None  # ``\boxed 5``: one TeX token
-    return bare.group().rstrip(".") if bare else None
 
 
 def _after_phrase(rest: str) -> str | None:

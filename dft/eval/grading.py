@@ -31,7 +31,7 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from dft.eval.answers import extract_answer, last_boxed  # noqa: F401 (last_boxed: re-exported)
+from dft.eval.answers import extract_answer
 from dft.eval.judge import as_math, judge  # noqa: F401 (as_math: re-exported)
 
 DEFAULT_TIMEOUT_S = 5.0

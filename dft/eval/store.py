@@ -10,6 +10,8 @@ import json
 import os
 from pathlib import Path
 
+from dft.problems import read_jsonl
+
 
 def _cut_torn_tail(path: Path) -> None:
     """Truncate the file after its last newline; a torn final line cannot be trusted."""
@@ -26,15 +28,14 @@ def load_rows(path: Path) -> dict[tuple[str, int], dict]:
     if not path.exists():
         return {}
     _cut_torn_tail(path)
-    rows = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            row = json.loads(line)
-            key = (row["id"], row["sample"])
-            if key in rows:
-                raise ValueError(f"{path}:{number}: duplicate row for problem {key[0]!r} sample {key[1]}")
-            rows[key] = row
-    return rows
+    rows = read_jsonl(path).strict(ValueError)
+    by_key = {}
+    for index, row in enumerate(rows.rows):
+        key = (row["id"], row["sample"])
+        if key in by_key:
+            raise ValueError(f"{rows.label(index)}: duplicate row for problem {key[0]!r} sample {key[1]}")
+        by_key[key] = row
+    return by_key
 
 
 def append_rows(path: Path, rows: list[dict]) -> None:

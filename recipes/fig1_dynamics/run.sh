@@ -13,7 +13,8 @@ STEPS=${STEPS:-$((N_TRAIN / 256))}
 BENCHMARK=${BENCHMARK:-average}
 
 prepare_numina_for "$SETTING"
-evaluate "$(hub_id "$MODEL")" "$RUNS/eval/fig1/base/step_0"
+read_preset "$MODEL"
+evaluate "$HUB_ID" "$RUNS/eval/fig1/base/step_0"
 figure_runs=()
 for loss in $LOSSES; do
   run_dir="$RUNS/train/fig1/$MODEL-$loss"

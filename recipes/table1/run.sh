@@ -9,13 +9,14 @@ LOSSES=${LOSSES:-"sft dft"}
 prepare_numina_for "$SETTING"
 table_runs=()
 for model in $MODELS; do
-  evaluate "$(hub_id "$model")" "$RUNS/eval/$model-base"
-  table_runs+=(--run "$(paper_name "$model")/Base=$RUNS/eval/$model-base/summary.json")
+  read_preset "$model"
+  evaluate "$HUB_ID" "$RUNS/eval/$model-base"
+  table_runs+=(--run "$PAPER_NAME/Base=$RUNS/eval/$model-base/summary.json")
   for loss in $LOSSES; do
     train "$RUNS/train/$model-$loss" preset="$model" setting="$SETTING" loss.name="$loss" \
       data.train_files="$(numina_for "$SETTING")" "$@"
     evaluate "$RUNS/train/$model-$loss" "$RUNS/eval/$model-$loss"
-    table_runs+=(--run "$(paper_name "$model")/${loss^^}=$RUNS/eval/$model-$loss/summary.json")
+    table_runs+=(--run "$PAPER_NAME/${loss^^}=$RUNS/eval/$model-$loss/summary.json")
   done
 done
 run python -m dft.tables table1 "${table_runs[@]}" --out "$RUNS/table1.md"

@@ -20,7 +20,8 @@ for model in $MODELS; do
   for loss in iw_sft dft; do
     evaluate "$RUNS/train/$model-$loss" "$RUNS/eval/$model-$loss"
   done
-  table_runs+=(--run "$(paper_name "$model")/iw-SFT=$RUNS/eval/$model-iw_sft/summary.json"
-               --run "$(paper_name "$model")/DFT=$RUNS/eval/$model-dft/summary.json")
+  read_preset "$model"
+  table_runs+=(--run "$PAPER_NAME/iw-SFT=$RUNS/eval/$model-iw_sft/summary.json"
+               --run "$PAPER_NAME/DFT=$RUNS/eval/$model-dft/summary.json")
 done
 run python -m dft.tables table2 "${table_runs[@]}" --out "$RUNS/table2.md"

@@ -7,8 +7,9 @@ MODEL=${MODEL:-qwen2.5-math-1.5b}
 # problems sampled for RFT/DPO and given to PPO/GRPO (paper: 10,000)
 N_PROBLEMS=${N_PROBLEMS:-10000}
 RL_ALGOS=${RL_ALGOS:-"ppo grpo"}
-hub=$(hub_id "$MODEL")
-name=$(paper_name "$MODEL")
+read_preset "$MODEL"
+hub=$HUB_ID
+name=$PAPER_NAME
 rft="$DATA/rft-$MODEL"
 rl="$DATA/rl-$MODEL"
 
