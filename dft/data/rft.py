@@ -17,6 +17,11 @@ Sampling goes through ``dft.eval.runner.run_benchmark``, so ``samples.jsonl`` is
 evaluation is: a killed job started again generates only the missing samples.
 """
 
+if __name__ == "__main__":  # --help, and bad overrides, answered before anything heavy is imported
+    from dft.cli import preflight
+
+    preflight("dft.data.rft")
+
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +30,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from dft.checkpoints import resolve_model
 from dft.data.pairs import build_pairs, write_parquet_atomic
 from dft.eval.backends import SamplingParams, make_backend
 from dft.eval.benchmarks import Problem, load_jsonl_problems
@@ -39,12 +45,22 @@ from dft.formats import user_turn, with_format
 PROMPT = "chat-cot"
 
 
+def rl_problems(frame: pd.DataFrame) -> list[Problem]:
+    """Problems of verl's RL parquet (``python -m dft.data.rl``): the problem and its input id in ``extra_info``,
+    the gold in ``reward_model``; RFT and PPO/GRPO then start from the same problems, chosen once."""
+    return [Problem(str(extra["source_id"] or extra["id"]), str(extra["problem"]), str(reward["ground_truth"]))
+            for extra, reward in zip(frame["extra_info"], frame["reward_model"])]  # fmt: skip
+
+
 def load_problems(path: str) -> list[Problem]:
-    """Problems from a jsonl (``id``, ``problem``, ``answer``) or a prepared SFT parquet (``messages``, ``id``,
-    ``answer``; the problem is the user turn without the CoT instruction, so prompts match evaluation's)."""
+    """Problems from a jsonl (``id``, ``problem``, ``answer``), an RL parquet of ``dft.data.rl``, or a prepared SFT
+    parquet (``messages``, ``id``, ``answer``; the problem is the user turn without the CoT instruction, so
+    prompts match evaluation's)."""
     if not str(path).endswith(".parquet"):
         return load_jsonl_problems(path)
     frame = pd.read_parquet(path)
+    if {"extra_info", "reward_model"} <= set(frame.columns):
+        return rl_problems(frame)
     for field in ("messages", "id", "answer"):
         if field not in frame.columns:
             raise ValueError(f"{path}: no column {field!r}; expected a prepared SFT parquet (messages, id, answer)")
@@ -122,6 +138,7 @@ def write_sft_parquet(rows: list[dict], fmt: str, out: Path) -> None:
 
 
 def run(cfg) -> dict:
+    cfg.model = resolve_model(cfg.model)  # a verl run folder: its latest checkpoint, as dft.eval takes it
     out = Path(cfg.out)
     problems = load_problems(cfg.input)
     digest = problems_digest(problems)
