@@ -231,11 +231,15 @@ def preflight(module: str, argv: list[str] | None = None) -> None:
         fail(errors)
 
 
-def parser(prog: str, description: str, **kwargs) -> argparse.ArgumentParser:
-    """An argparse parser for a file tool: its help shows every default."""
-    return argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter, **kwargs
-    )
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse help that shows each option's default, unless its help already says it, it has none, or it is a
+    flag; the formatter of every file tool (``formatter_class=DefaultsHelpFormatter``)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or action.nargs == 0:
+            return text
+        return super()._get_help_string(action)
 
 
 def main() -> None:

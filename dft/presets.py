@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
+
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "preset"
 
 
@@ -86,7 +88,10 @@ def preset_for_model(model: str) -> Preset | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Print model presets, or one field of one preset.")
+    parser = argparse.ArgumentParser(
+        description="Print model presets, or one field of one preset.",
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("name", nargs="?", help="a preset name (default: all)")
     parser.add_argument("--field", help="print only this field (hub_id, lr, paper_name, card, eval_prompt)")
     args = parser.parse_args(argv)

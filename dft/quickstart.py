@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dft.cli import DefaultsHelpFormatter
 from dft.eval.backends import HFBackend, SamplingParams
 from dft.eval.benchmarks import load_jsonl_problems
 from dft.eval.grading import Grader
@@ -180,7 +181,10 @@ def run(out: Path, pretrain_steps: int, steps: int, lr: float, n_train: int, max
 def main(argv=None) -> None:
     from dft import quickstart_table3
 
-    parser = argparse.ArgumentParser(description="Tiny end-to-end DFT vs SFT run on CPU (about 2.5 min on 2 cores).")
+    parser = argparse.ArgumentParser(
+        description="Tiny end-to-end DFT vs SFT run on CPU (about 2.5 min on 2 cores).",
+        formatter_class=DefaultsHelpFormatter,
+    )
     tables = "table1: Base, SFT, DFT (default); table3: the offline and online baselines too"
     parser.add_argument("table", nargs="?", choices=("table1", "table3"), default="table1", help=tables)
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")

@@ -25,6 +25,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TRAINER_MODULES = ("dft.train", "dft.train_ray", "dft.ref_logprobs")
 DATA_MODULES = ("dft.data.numina", "dft.data.math", "dft.data.gsm8k", "dft.data.cft", "dft.data.rl")
@@ -169,7 +171,11 @@ def check_lines(lines) -> tuple[list[str], list[str]]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dft.recipes", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dft.recipes",
+        description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("action", choices=["check"])
     parser.add_argument("file", nargs="?", type=Path, help="a recipe's dry-run output (default: stdin)")
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
 from dft.io import atomic_write
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -301,7 +302,8 @@ def _build_model_dir(model_dir: Path, train_records: list[dict], seed: int) -> N
 def main(argv: list[str] | None = None) -> TinyAssets:
     """CLI entry point: build the tiny assets and print where they are."""
     parser = argparse.ArgumentParser(
-        description="Build the tiny model and math data used by tests and the CPU quickstart."
+        description="Build the tiny model and math data used by tests and the CPU quickstart.",
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="output root directory")
     parser.add_argument("--n-train", type=int, default=2000)

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dft.cli import DefaultsHelpFormatter
 from dft.eval.answers import last_boxed
 from dft.eval.prompts import get_template
 from dft.formats import FORMATS, encode_official, official_template, prompt_lengths, with_format
@@ -538,11 +539,15 @@ def prepare(spec: DatasetSpec, opts: PrepOptions) -> dict:
 
 def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
     """The common CLI of every ``python -m dft.data.<name>``, plus the dataset's own options."""
-    parser = argparse.ArgumentParser(prog=f"python -m dft.data.{spec.name}", description=spec.description)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m dft.data.{spec.name}",
+        description=spec.description,
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--out", required=True, type=Path, help="writes OUT/train.parquet, val.parquet, report.json")
     parser.add_argument("--source", choices=["hub", "local"], help="default: local with --input, else hub")
     parser.add_argument("--input", type=Path, help="local .jsonl or .parquet with the hub dataset's fields")
-    parser.add_argument("--hub-config", help=f"hub config instead of {spec.hub.config!r}")
+    parser.add_argument("--hub-config", help=f"hub config (default: {spec.hub.config!r})")
     parser.add_argument("--limit", type=int, help="read only the first LIMIT input rows (quick runs, tests)")
     parser.add_argument("--n", type=int, help="train rows to select (default: every row not in val)")
     parser.add_argument("--selection", choices=["random", "first"], default="random", help="which rows --n takes")
