@@ -231,6 +231,17 @@ def preflight(module: str, argv: list[str] | None = None) -> None:
         fail(errors)
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count (``--limit``, ``--n``): 0 would select nothing, so it is refused, never "all"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} selects nothing: give a positive count, or leave it out for all")
+    return value
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """argparse help that shows each option's default, unless its help already says it, it has none, or it is a
     flag; the formatter of every file tool (``formatter_class=DefaultsHelpFormatter``)."""

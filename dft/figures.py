@@ -297,14 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=DefaultsHelpFormatter,
     )
     probs.add_argument("--run", action="append", required=True, help="LABEL=PARQUET with ref_log_probs")
-    probs.add_argument("--bins", type=int, default=50)
+    probs.add_argument("--bins", type=int, default=50, help="histogram bins over [0, 1]")
     probs.add_argument("--max-rows", type=int, help="read only the first N rows of each parquet")
     swp = commands.add_parser(
         "sweep",
         help="learning-rate or batch-size sensitivity, one line per method",
         formatter_class=DefaultsHelpFormatter,
     )
-    swp.add_argument("--param", choices=sorted(SWEEP_PARAMS), required=True)
+    swp.add_argument("--param", choices=sorted(SWEEP_PARAMS), required=True, help="the swept hyperparameter")
     swp.add_argument("--run", action="append", required=True, help="METHOD@VALUE=path/to/summary.json")
     for sub in (dyn, swp):
         sub.add_argument("--benchmark", default="average", help="a benchmark name, or average (default)")

@@ -192,7 +192,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per loss (batch 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     parser.add_argument("--n-train", type=int, default=4000, help="training problems (half pretrain, half fine-tune)")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per evaluated answer")
     quickstart_table3.add_arguments(parser.add_argument_group("table3"))
     args = parser.parse_args(argv)
     if args.table == "table3":

@@ -306,10 +306,10 @@ def main(argv: list[str] | None = None) -> TinyAssets:
         formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="output root directory")
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--n-val", type=int, default=64)
-    parser.add_argument("--n-test", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-train", type=int, default=2000, help="training problems")
+    parser.add_argument("--n-val", type=int, default=64, help="validation problems")
+    parser.add_argument("--n-test", type=int, default=64, help="held-out test problems")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model and the problems")
     ns = parser.parse_args(argv)
     assets = build_tiny_assets(ns.out, n_train=ns.n_train, n_val=ns.n_val, n_test=ns.n_test, seed=ns.seed)
     for name in ("model_dir", "train_parquet", "val_parquet", "test_jsonl"):

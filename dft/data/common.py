@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from dft.cli import DefaultsHelpFormatter
+from dft.cli import DefaultsHelpFormatter, positive_int
 from dft.eval.answers import last_boxed
 from dft.eval.prompts import get_template
 from dft.formats import FORMATS, encode_official, official_template, prompt_lengths, with_format
@@ -548,14 +548,19 @@ def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
     parser.add_argument("--source", choices=["hub", "local"], help="default: local with --input, else hub")
     parser.add_argument("--input", type=Path, help="local .jsonl or .parquet with the hub dataset's fields")
     parser.add_argument("--hub-config", help=f"hub config (default: {spec.hub.config!r})")
-    parser.add_argument("--limit", type=int, help="read only the first LIMIT input rows (quick runs, tests)")
-    parser.add_argument("--n", type=int, help="train rows to select (default: every row not in val)")
+    parser.add_argument("--limit", type=positive_int, help="read only the first LIMIT input rows (quick runs, tests)")
+    parser.add_argument("--n", type=positive_int, help="train rows to select (default: every row not in val)")
     parser.add_argument("--selection", choices=["random", "first"], default="random", help="which rows --n takes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random selection and of the val split")
-    parser.add_argument("--val-size", type=int, default=0, help="held-out validation rows (default 0: none)")
+    parser.add_argument("--val-size", type=int, default=0, help="held-out validation rows (0: none)")
     parser.add_argument("--max-length", type=int, help="longest conversation in tokens (needs --tokenizer)")
     parser.add_argument("--tokenizer", help="tokenizer path or hub id whose chat template measures the length")
-    parser.add_argument("--on-bad-row", choices=["error", "skip"], default="error", help="default: error")
+    parser.add_argument(
+        "--on-bad-row",
+        choices=["error", "skip"],
+        default="error",
+        help="a row with a missing field or no boxed answer: stop, or skip and count it",
+    )
     parser.add_argument("--over-length", choices=["skip", "truncate", "error"], default="skip",
                         help="rows over --max-length: skip and list them (default), keep them for training to "
                         "truncate, or stop")  # fmt: skip
