@@ -547,7 +547,7 @@ def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="writes OUT/train.parquet, val.parquet, report.json")
     parser.add_argument("--source", choices=["hub", "local"], help="default: local with --input, else hub")
     parser.add_argument("--input", type=Path, help="local .jsonl or .parquet with the hub dataset's fields")
-    parser.add_argument("--hub-config", help=f"hub config (default: {spec.hub.config!r})")
+    parser.add_argument("--hub-config", help=f"hub config (default: {spec.hub.config or 'none'})")
     parser.add_argument("--limit", type=positive_int, help="read only the first LIMIT input rows (quick runs, tests)")
     parser.add_argument("--n", type=positive_int, help="train rows to select (default: every row not in val)")
     parser.add_argument("--selection", choices=["random", "first"], default="random", help="which rows --n takes")
