@@ -187,8 +187,9 @@ def _overrides(argv: list[str]) -> list[str] | None:
     return [a for a in argv if not a.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
 
 
-def compose_config(command: HydraCommand, overrides: list[str]):
-    """The config Hydra will compose, without importing verl: its config package is added as a folder."""
+def compose_config(command: HydraCommand, overrides: list[str], with_hydra: bool = False):
+    """The config Hydra will compose (``with_hydra``: and its ``hydra`` section), without importing verl: verl's
+    config package is read as a folder."""
     from hydra import compose, initialize_config_dir
 
     extra = []
@@ -196,7 +197,7 @@ def compose_config(command: HydraCommand, overrides: list[str]):
         verl = Path(importlib.util.find_spec("verl").origin).parent / "trainer" / "config"
         extra = [f"hydra.searchpath=[file://{verl}]"]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
-        return compose(command.config, overrides=overrides + extra)
+        return compose(command.config, overrides=overrides + extra, return_hydra_config=with_hydra)
 
 
 def fail(errors: list[str], status: int = 2) -> None:

@@ -161,3 +161,81 @@ def test_rejection_sampling_refuses_bad_input(inputs):
 def test_data_prep_refuses_limit_zero(tmp_path):
     result = run("dft.data.numina", "--out", str(tmp_path), "--limit", "0")
     assert result.returncode == 2 and "argument --limit: 0 selects nothing" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Progress in the run's unit, logs in the run's folder
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_training_bar_counts_the_runs_steps_across_epochs(monkeypatch):
+    """A stand-in for verl's fit: one tqdm per epoch of 8 batches, returning at the step limit (10) in epoch 2."""
+    import types
+
+    from dft.progress import step_bar
+
+    verl_module = types.ModuleType("fake_verl_trainer")
+    verl_module.tqdm = None
+    monkeypatch.setitem(sys.modules, "fake_verl_trainer", verl_module)
+
+    def fit(done, total):
+        step = done
+        for epoch in range(2):
+            for _ in verl_module.tqdm(range(8), initial=0, total=8, desc=f"Epoch {epoch + 1}/2", disable=False):
+                step += 1
+                if step >= total:
+                    return step
+
+    with step_bar("fake_verl_trainer", total=10, done=3) as bar:
+        assert (bar.total, bar.done) == (10, 3)
+        assert fit(3, 10) == 10
+        assert (bar.bar.total, bar.bar.n) == (10, 9)  # the last step is counted when fit returns
+    assert (bar.bar.n, verl_module.tqdm) == (10, None)
+
+
+def test_evaluation_bar_moves_per_generated_batch(tmp_path):
+    """The runner reports samples already saved, then each batch the backend generates, not one chunk at a time."""
+    from types import SimpleNamespace
+
+    from dft.eval.backends import Completion, SamplingParams
+    from dft.eval.benchmarks import Problem
+    from dft.eval.runner import run_benchmark
+
+    prompts = [SimpleNamespace(problem=Problem(str(i), "p", "1"), ids=(1,), budget=4) for i in range(5)]
+
+    def generate(requests, params, stops, progress=None):
+        for request in requests:  # a backend of batch size 1
+            if progress is not None:
+                progress(request.n)
+        return [[Completion("\\boxed{1}", "stop", "eos")] * r.n for r in requests]
+
+    def grade_many(pairs):
+        return [SimpleNamespace(correct=True, extracted="1", rule="boxed", error=None) for _ in pairs]
+
+    seen = []
+    params = SamplingParams(n=2)
+    run_benchmark(prompts[:2], tmp_path / "b.jsonl", generate, params, None, grade_many, chunk_size=32)
+    run_benchmark(prompts, tmp_path / "b.jsonl", generate, params, None, grade_many, chunk_size=32,
+                  on_samples=seen.append)  # fmt: skip
+    assert seen == [4, 2, 2, 2]
+
+
+def test_training_logs_go_to_the_runs_folder(tmp_path, monkeypatch):
+    from dft.cli import COMMANDS, compose_config
+    from dft.progress import scope_logs
+
+    for name in ("TENSORBOARD_DIR", "VERL_FILE_LOGGER_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    overrides = [f"trainer.default_local_dir={tmp_path}/run", "trainer.logger=[console,file]"]
+    config = compose_config(COMMANDS["dft.train"], overrides)
+    run_dir = scope_logs(config)
+    assert run_dir.parent == tmp_path / "run" / "logs" and run_dir.is_dir()
+    assert os.environ["TENSORBOARD_DIR"] == str(run_dir / "tensorboard")
+    assert os.environ["VERL_FILE_LOGGER_PATH"] == str(run_dir / "metrics.jsonl")
+
+
+def test_hydra_run_folder_is_inside_the_run(tmp_path):
+    from dft.cli import COMMANDS, compose_config
+
+    config = compose_config(COMMANDS["dft.train"], [f"trainer.default_local_dir={tmp_path}"], with_hydra=True)
+    assert config.hydra.run.dir.startswith(f"{tmp_path}/logs/")

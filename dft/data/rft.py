@@ -123,7 +123,7 @@ def sample_and_verify(cfg, problems: list[Problem], out: Path, input_digest: str
     with Grader(workers=cfg.grading.workers, timeout_s=cfg.grading.timeout_s) as grader:
         with tqdm(total=len(problems) * params.n, desc="sample + verify", unit="sample") as bar:
             return run_benchmark(prompts, out / "samples.jsonl", backend.generate, params, fmt.stops,
-                                 grader.grade_many, chunk_size=cfg.chunk_size, on_rows=bar.update)  # fmt: skip
+                                 grader.grade_many, chunk_size=cfg.chunk_size, on_samples=bar.update)  # fmt: skip
 
 
 def write_sft_parquet(rows: list[dict], fmt: str, out: Path) -> None:

@@ -79,7 +79,7 @@ def evaluate(cfg) -> dict:
         for name, items in prompts.items():
             with tqdm(total=len(items) * params.n, desc=name, unit="sample") as bar:
                 rows = run_benchmark(items, out_dir / f"{name}.jsonl", backend.generate, params, fmt.stops,
-                                     grader.grade_many, chunk_size=cfg.chunk_size, on_rows=bar.update)  # fmt: skip
+                                     grader.grade_many, chunk_size=cfg.chunk_size, on_samples=bar.update)  # fmt: skip
             results[name] = summarize(items, rows, params, grader.equivalent)
     return write_summary(out_dir, run_info, results)
 
