@@ -19,7 +19,19 @@ from omegaconf import OmegaConf
 # first part that is a local folder)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PROBE_TIMEOUT_S = 3.0
-TRACKERS = ("console", "tensorboard", "wandb", "file", "mlflow", "swanlab", "clearml", "trackio")
+
+
+def trackers() -> list[str]:
+    """verl's ``Tracking.supported_backend`` (which verl checks only once the model is built), read from its source
+    without importing verl."""
+    import ast
+    import importlib.util
+
+    source = Path(importlib.util.find_spec("verl").origin).parent / "utils" / "tracking.py"
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "supported_backend":
+            return list(ast.literal_eval(node.value))
+    return []
 
 
 def _get(config, key: str):
@@ -173,7 +185,8 @@ def training(config, scoring: bool = False) -> list[str]:
     errors += number(config, "data.max_length", minimum=1, integer=True)
     errors += number(config, "trainer.total_epochs", minimum=1, integer=True)
     errors += number(config, "trainer.total_training_steps", minimum=1, integer=True, optional=True)
-    errors += choice(config, "trainer.logger", TRACKERS)
+    supported = trackers()
+    errors += choice(config, "trainer.logger", supported) if supported else []
     messages = [str(_get(config, "data.messages_key") or "messages")]
     pairs = ["prompt", "chosen", "rejected"]
     name = _get(config, "loss.name")
@@ -186,7 +199,8 @@ def training(config, scoring: bool = False) -> list[str]:
         errors += number(config, "ref.rows_per_step", minimum=1, integer=True)
         if not _get(config, "ref.output"):
             errors.append("ref.output: give the parquet to write, e.g. ref.output=data/train.ref.parquet")
-    return errors + model(config, "model.path")
+    # training starts from a Hugging Face folder or hub id; scoring also takes a run folder (its latest checkpoint)
+    return errors + model(config, "model.path", run_folders=scoring)
 
 
 def sampling(config) -> list[str]:

@@ -99,6 +99,7 @@ def train_args(inputs, *args):
         (["data.train_batch_size=0"], "data.train_batch_size=0 must be at least 1"),
         (["trainer.total_training_steps=0"], "trainer.total_training_steps=0 must be at least 1"),
         (["loss.name=ce"], "loss.name: unknown 'ce'; valid: sft, dft, iw_sft, dpo"),
+        (["trainer.logger=[console,tb]"], "trainer.logger: unknown 'tb'; valid: wandb"),
     ],
 )
 def test_training_refuses_bad_values(inputs, args, message):
