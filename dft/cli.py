@@ -82,7 +82,7 @@ COMMANDS = {
             "dft.data.rft",
             "rft",
             "dft/data/rft.py",
-            (("input", "a prepared SFT parquet (messages, id, answer) or a jsonl of id, problem, answer"),)
+            (("input", "an SFT parquet (messages, id, answer), an RL parquet (dft.data.rl) or a jsonl"),)
             + _SAMPLE_KEYS,
             ("backend", "format"),
         ),  # fmt: skip
