@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
 from dft.tables import BENCHMARK_TITLES, check_summary, load_paper_tables, our_scores, parse_runs
 
 NORMALIZATIONS = ("official", "token")
@@ -47,7 +48,11 @@ def _diff(a: float | None, b: float | None) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dft.ablations", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dft.ablations",
+        description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("table", choices=["normalization"])
     parser.add_argument("--run", action="append", default=[], help="METHOD/NORMALIZATION=path/to/summary.json")
     parser.add_argument("--out", type=Path, help="also write the markdown here")

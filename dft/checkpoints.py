@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
+
 TRACKER = "latest_checkpointed_iteration.txt"
 # where a step's Hugging Face weights are, in order: merged by `merge`, the SFT trainer's, the PPO actor's
 HF_SUBDIRS = ("merged", "huggingface", "actor/huggingface")
@@ -61,7 +63,11 @@ def merge_command(run_dir: Path) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dft.checkpoints", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dft.checkpoints",
+        description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("action", choices=["merge"])
     parser.add_argument("run_dir", type=Path, help="a run's trainer.default_local_dir")
     return parser

@@ -38,6 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
+from dft.cli import DefaultsHelpFormatter
 from dft.io import atomic_write, write_json_atomic
 
 STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -343,16 +344,32 @@ def sweep(param: str, runs: list[str], benchmark: str, metric: str | None, out: 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dft.figures", description="Render the paper's Figures 1-3.")
+    parser = argparse.ArgumentParser(
+        prog="python -m dft.figures",
+        description="Render the paper's Figures 1-3.",
+        formatter_class=DefaultsHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="figure", required=True)
-    dyn = commands.add_parser("dynamics", help="Figure 1: accuracy against training step, one line per run")
+    dyn = commands.add_parser(
+        "dynamics",
+        help="Figure 1: accuracy against training step, one line per run",
+        formatter_class=DefaultsHelpFormatter,
+    )
     dyn.add_argument("--run", action="append", required=True, help="LABEL=DIR with DIR/step_<N>/summary.json")
-    probs = commands.add_parser("token_probs", help="Figure 2: token-probability histograms, one panel per run")
+    probs = commands.add_parser(
+        "token_probs",
+        help="Figure 2: token-probability histograms, one panel per run",
+        formatter_class=DefaultsHelpFormatter,
+    )
     probs.add_argument("--run", action="append", required=True, help="LABEL=PARQUET with ref_log_probs")
-    probs.add_argument("--bins", type=int, default=50)
+    probs.add_argument("--bins", type=int, default=50, help="histogram bins over [0, 1]")
     probs.add_argument("--max-rows", type=int, help="read only the first N rows of each parquet")
-    swp = commands.add_parser("sweep", help="learning-rate or batch-size sensitivity, one line per method")
-    swp.add_argument("--param", choices=sorted(SWEEP_PARAMS), required=True)
+    swp = commands.add_parser(
+        "sweep",
+        help="learning-rate or batch-size sensitivity, one line per method",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    swp.add_argument("--param", choices=sorted(SWEEP_PARAMS), required=True, help="the swept hyperparameter")
     swp.add_argument("--run", action="append", required=True, help="METHOD@VALUE=path/to/summary.json")
     for sub in (dyn, swp):
         sub.add_argument("--benchmark", default="average", help="a benchmark name, or average (default)")

@@ -1,10 +1,11 @@
-"""Re-grade saved responses: ``python -m dft.grade FILE.jsonl [--out OUT.jsonl] [--timeout 5] [--workers N]``.
+"""Re-grade saved responses: ``python -m dft.grade FILE.jsonl [--out OUT.jsonl | --in-place] [--workers N]``.
 
 Every line must be a JSON object with ``response`` and ``gold`` fields (other fields are kept as they are). Each
 line is written back with ``correct``, ``extracted``, ``extracted_by`` (the extraction rule) and ``error`` set by
-``dft.eval.grading``; without ``--out`` the file is rewritten in place (atomically, only once every line is
-graded). Prints one summary line, e.g. ``graded 1234: 812 correct, 3 errors (2 timeout)``. A line that is not
-JSON or lacks a field stops the run before any grading, naming the file and line.
+``dft.eval.grading``, to ``--out`` (default: ``FILE.graded.jsonl`` beside it; the input is never touched unless
+``--in-place`` asks for it, which rewrites it atomically, once every line is graded). Prints one summary line,
+e.g. ``graded 1234: 812 correct, 3 errors (2 timeout)``. A line that is not JSON or lacks a field stops the run
+before any grading, naming the file and line.
 """
 
 import argparse
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dft.cli import DefaultsHelpFormatter
 from dft.eval.grading import DEFAULT_TIMEOUT_S, Grader, Verdict
 from dft.io import write_text_atomic
 from dft.problems import read_jsonl
@@ -67,14 +69,23 @@ def regrade(path: Path, out: Path, timeout_s: float, workers: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dft.grade", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dft.grade",
+        description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("file", type=Path, help="JSONL with response and gold fields")
-    parser.add_argument("--out", type=Path, help="where to write the graded lines (default: rewrite FILE)")
+    parser.add_argument("--out", type=Path, help="where to write the graded lines (default: FILE.graded.jsonl)")
+    parser.add_argument("--in-place", action="store_true", help="rewrite FILE itself instead of writing --out")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per response")
-    parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)))
+    parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)),
+                        help="grading processes")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.in_place and args.out:
+        parser.error("--in-place and --out exclude each other")
+    out = args.file if args.in_place else args.out or args.file.with_name(f"{args.file.stem}.graded.jsonl")
     try:
-        print(regrade(args.file, args.out or args.file, args.timeout, args.workers))
+        print(regrade(args.file, out, args.timeout, args.workers))
     except (OSError, ValueError) as exc:
         sys.exit(f"error: {exc}")
 

@@ -23,6 +23,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
+
 MODELS_DIR_ENV = "DFT_MODELS_DIR"
 # The paper's five models, as named in ../shared/models/.
 PAPER_CARDS = ("qwen2.5-math-1.5b", "qwen2.5-math-7b", "llama-3.2-3b", "llama-3.1-8b", "deepseek-math-7b")
@@ -127,7 +129,7 @@ def build_faithful_tiny(card: ModelCard | str, out_dir: str | os.PathLike, seed:
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(
         description="Build a model-faithful tiny model: a card's real tokenizer and configs, tiny random layers.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--card", required=True, help=f"card name ({', '.join(PAPER_CARDS)}) or a card folder")
     parser.add_argument("--out", required=True, help="output model folder")

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
+
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs" / "preset"
 
 
@@ -91,7 +93,8 @@ FIELDS = [f.name for f in dataclasses.fields(Preset)]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dft.presets", description="Print model presets, or fields of one.")
+    parser = argparse.ArgumentParser(prog="python -m dft.presets", description="Print model presets, or fields of one.",
+                                     formatter_class=DefaultsHelpFormatter)  # fmt: skip
     parser.add_argument("name", nargs="?", help="a preset name (default: all)")
     parser.add_argument("--field", action="append", choices=FIELDS, help="print this field (repeatable: a line each)")
     args = parser.parse_args(argv)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from dft.cli import DefaultsHelpFormatter
 from dft.eval.backends import HFBackend, SamplingParams
 from dft.eval.grading import Grader
 from dft.eval.model_format import ModelFormat
@@ -180,7 +181,10 @@ def run(out: Path, pretrain_steps: int, steps: int, lr: float, n_train: int, max
 def main(argv=None) -> None:
     from dft import quickstart_table3
 
-    parser = argparse.ArgumentParser(description="Tiny end-to-end DFT vs SFT run on CPU (about 2.5 min on 2 cores).")
+    parser = argparse.ArgumentParser(
+        description="Tiny end-to-end DFT vs SFT run on CPU (about 2.5 min on 2 cores).",
+        formatter_class=DefaultsHelpFormatter,
+    )
     tables = "table1: Base, SFT, DFT (default); table3: the offline and online baselines too"
     parser.add_argument("table", nargs="?", choices=("table1", "table3"), default="table1", help=tables)
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
@@ -188,7 +192,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per loss (batch 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     parser.add_argument("--n-train", type=int, default=4000, help="training problems (half pretrain, half fine-tune)")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per evaluated answer")
     quickstart_table3.add_arguments(parser.add_argument_group("table3"))
     args = parser.parse_args(argv)
     if args.table == "table3":

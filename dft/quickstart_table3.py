@@ -224,7 +224,7 @@ def add_arguments(parser) -> None:
     """Table 3's own options (the Table 1 options set Base, SFT and DFT)."""
     parser.add_argument("--rft-problems", type=int, default=500, help="problems for rejection sampling and RL")
     parser.add_argument("--offline-steps", type=int, default=40, help="steps of each offline run (RFT, DPO)")
-    parser.add_argument("--dpo-lr", type=float, default=1e-4)
+    parser.add_argument("--dpo-lr", type=float, default=1e-4, help="DPO learning rate")
     parser.add_argument("--rl-steps", type=int, default=8, help="PPO and GRPO steps (16 prompts each)")
     parser.add_argument("--rl-lr", type=float, default=1e-4, help="PPO and GRPO actor learning rate")
     parser.add_argument("--n-test", type=int, default=200, help="held-out problems every row is evaluated on")

@@ -33,6 +33,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the project's Hydra configs
 SHELL_STEPS = ("mkdir", "ln")
 
@@ -233,7 +235,11 @@ def check_lines(lines) -> tuple[list[str], list[str]]:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m dft.recipes", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m dft.recipes",
+        description=__doc__.splitlines()[0],
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("action", choices=["check"])
     parser.add_argument("file", nargs="?", type=Path, help="a recipe's dry-run output (default: stdin)")
     args = parser.parse_args(argv)

@@ -21,6 +21,11 @@ evaluation's kill-safe JSONL store, keyed by row), and a rerun skips the steps e
 parts are merged into the output at the end.
 """
 
+if __name__ == "__main__":  # --help, and bad overrides, answered before torch and verl are imported
+    from dft.cli import preflight
+
+    preflight("dft.ref_logprobs")
+
 import os
 from pathlib import Path
 

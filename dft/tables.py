@@ -19,6 +19,8 @@ import json
 import sys
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
+
 PAPER_TABLES = Path(__file__).with_name("paper_tables.json")
 BENCHMARK_TITLES = {"math500": "Math500", "minerva_math": "Minerva Math", "olympiadbench": "Olympiad Bench",
                     "aime24": "AIME24", "amc23": "AMC23"}  # fmt: skip
@@ -187,7 +189,10 @@ def parse_runs(pairs: list[str], runs_file: Path | None) -> tuple[dict[str, dict
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Render the paper's Tables 1-3 with our results beside.")
+    parser = argparse.ArgumentParser(
+        description="Render the paper's Tables 1-3 with our results beside.",
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("table", choices=["table1", "table2", "table3"])
     parser.add_argument("--run", action="append", default=[], help="MODEL/METHOD=path/to/summary.json")
     parser.add_argument("--runs", type=Path, help="JSON object of MODEL/METHOD -> summary path")

@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
 from dft.io import atomic_write
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
@@ -299,13 +300,14 @@ def _build_model_dir(model_dir: Path, train_records: list[dict], seed: int) -> N
 def main(argv: list[str] | None = None) -> TinyAssets:
     """CLI entry point: build the tiny assets and print where they are."""
     parser = argparse.ArgumentParser(
-        description="Build the tiny model and math data used by tests and the CPU quickstart."
+        description="Build the tiny model and math data used by tests and the CPU quickstart.",
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="output root directory")
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--n-val", type=int, default=64)
-    parser.add_argument("--n-test", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-train", type=int, default=2000, help="training problems")
+    parser.add_argument("--n-val", type=int, default=64, help="validation problems")
+    parser.add_argument("--n-test", type=int, default=64, help="held-out test problems")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the model and the problems")
     ns = parser.parse_args(argv)
     assets = build_tiny_assets(ns.out, n_train=ns.n_train, n_val=ns.n_val, n_test=ns.n_test, seed=ns.seed)
     for name in ("model_dir", "train_parquet", "val_parquet", "test_jsonl"):

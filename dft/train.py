@@ -8,14 +8,14 @@ Every field of verl's ``sft_trainer_engine`` config and of ``configs/dft_trainer
 
 import hydra
 
-import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
-from dft.trainer import prepare_config
+from dft.cli import preflight
 
 
 def run(config) -> None:
     """Initialise the process group, train, tear down: verl's ``run_sft`` with our trainer."""
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
 
+    import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
     from dft.trainer import _spmd_trainer_cls
 
     initialize_global_process_group()
@@ -26,8 +26,11 @@ def run(config) -> None:
 
 @hydra.main(config_path="../configs", config_name="dft_trainer", version_base=None)
 def main(config) -> None:
+    from dft.trainer import prepare_config
+
     run(prepare_config(config))
 
 
 if __name__ == "__main__":
+    preflight("dft.train")  # --help, and bad overrides, answered before verl is imported
     main()

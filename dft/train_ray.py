@@ -10,13 +10,13 @@ import os
 
 import hydra
 
-import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
-from dft.trainer import prepare_config
+from dft.cli import preflight
 
 
 def run(config) -> None:
     import ray
 
+    import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
     from dft.cpu_platform import on_cpu
     from dft.trainer import _ray_trainer_cls
 
@@ -31,8 +31,11 @@ def run(config) -> None:
 
 @hydra.main(config_path="../configs", config_name="dft_trainer", version_base=None)
 def main(config) -> None:
+    from dft.trainer import prepare_config
+
     run(prepare_config(config))
 
 
 if __name__ == "__main__":
+    preflight("dft.train_ray")  # --help, and bad overrides, answered before verl is imported
     main()

@@ -33,6 +33,7 @@ from verl.utils.metric import Metric
 from dft.datasets import PAIR_SIDES, PairCollator, dataset_for
 from dft.formats import check_format, file_format, rows_without_loss_tokens
 from dft.losses import LossConfig, get_loss_fn, loss_config_from
+from dft.progress import scope_logs, step_bar
 
 
 def reduce_metric_values(metrics: dict) -> dict:
@@ -129,12 +130,14 @@ class _DFTTrainer:
                     loader.collate_fn = PairCollator(self.collate_fn)
 
     def fit(self):
-        """verl's ``fit``, unless the run's checkpoints already reach ``total_training_steps``."""
+        """verl's ``fit`` with one progress bar over the run's steps (``dft.progress``), unless the run's
+        checkpoints already reach ``total_training_steps``."""
         done, total = self.resume_global_step, self.total_training_steps
         if done >= total:
             print(f"[dft] {self.config.trainer.default_local_dir} holds step {done} of {total}: nothing to train")
             return None
-        return super().fit()
+        with step_bar(super().fit.__module__, total, done):
+            return super().fit()
 
 
 def report_rows_without_loss_tokens(config: DictConfig, dataset, verbose: bool = True) -> list[int]:
@@ -306,4 +309,6 @@ def prepare_config(config: DictConfig, training: bool = True) -> DictConfig:
 
     print(f"[dft] log-prob path: {log_prob_path(config)}")
     check_sequence_parallel(config)
+    if training:
+        print(f"[dft] logs in {scope_logs(config)}")
     return config

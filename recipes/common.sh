@@ -47,7 +47,7 @@ evaluate() {
   local model=$1 out=$2; shift 2
   local gpus=(data_parallel="$EVAL_GPUS" gpus_per_replica=1)
   [ "$EVAL_BACKEND" = hf ] && gpus=(data_parallel=1 gpus_per_replica=0)
-  run python -m dft.eval model="$model" output_dir="$out" backend="$EVAL_BACKEND" "${gpus[@]}" \
+  run python -m dft.eval model="$model" out="$out" backend="$EVAL_BACKEND" "${gpus[@]}" \
     sampling.n="$EVAL_SAMPLES" "$@"
 }
 

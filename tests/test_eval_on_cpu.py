@@ -15,7 +15,7 @@ FIVE = "[math500,minerva_math,olympiadbench,aime24,amc23]"
 
 def eval_command(tiny, out, *overrides):
     # the tiny model has no preset, so no paper prompt: it is evaluated in the chat format it was trained on
-    return [sys.executable, "-m", "dft.eval", f"model={tiny.model_dir}", f"output_dir={out}", "prompt=chat-cot",
+    return [sys.executable, "-m", "dft.eval", f"model={tiny.model_dir}", f"out={out}", "prompt=chat-cot",
             "sampling.max_new_tokens=24", "grading.workers=1", *overrides]  # fmt: skip
 
 
@@ -79,7 +79,7 @@ def test_ray_data_parallel_replicas_give_every_problem_its_samples(tiny, tmp_pat
 def test_paper_prompt_for_a_faithful_qwen_and_a_folder_that_refuses_another_model(tiny, faithful_tiny, tmp_path):
     qwen = faithful_tiny("qwen2.5-math-1.5b")
     args = ("benchmarks=[amc23]", "limit=2", "sampling.n=2", "sampling.max_new_tokens=8")
-    cmd = [sys.executable, "-m", "dft.eval", f"model={qwen}", f"output_dir={tmp_path}", "grading.workers=1", *args]
+    cmd = [sys.executable, "-m", "dft.eval", f"model={qwen}", f"out={tmp_path}", "grading.workers=1", *args]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-5000:]
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -274,12 +274,16 @@ def test_cli_regrades_a_file(tmp_path):
     ]  # fmt: skip
 
 
-def test_cli_rewrites_in_place(tmp_path, capsys):
+def test_cli_keeps_its_input_unless_in_place(tmp_path, capsys):
     from dft.grade import main
 
     src = _write_jsonl(tmp_path / "in.jsonl", [{"response": boxed("3"), "gold": "3", "keep": [1]}])
+    before = src.read_text()
     main([str(src), "--workers", "1"])
-    assert capsys.readouterr().out.strip() == "graded 1: 1 correct, 0 errors (0 timeout)"
+    assert src.read_text() == before
+    assert json.loads((tmp_path / "in.graded.jsonl").read_text())["correct"] is True
+    main([str(src), "--workers", "1", "--in-place"])
+    assert capsys.readouterr().out.strip().endswith("graded 1: 1 correct, 0 errors (0 timeout)")
     assert json.loads(src.read_text()) == {
         "response": boxed("3"), "gold": "3", "keep": [1], "correct": True, "extracted": "3", "error": None,
         "extracted_by": "boxed",

@@ -321,3 +321,13 @@ def test_every_registered_loss_declares_its_needs_and_the_trainer_config_lists_i
     # every LossConfig field is a key of the trainer config's loss section, with the same default
     section = compose_config().loss
     assert dict(section) == {k: v.default for k, v in LossConfig.__dataclass_fields__.items()}
+
+
+def test_help_lists_the_losses_of_the_registry():
+    """``--help`` reads the registry without importing torch (dft.cli): it must find every registered loss."""
+    from dft.cli import registered_losses
+    from dft.losses import LOSSES
+
+    assert {name: info.get("data", "conversation") for name, info in registered_losses().items()} == {
+        name: spec.data for name, spec in LOSSES.items()
+    }

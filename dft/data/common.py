@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter, positive_int
 from dft.data.select import DataPrepError, Validator, select_and_split
 from dft.eval.prompts import get_template
 from dft.formats import FORMATS, with_format
@@ -257,19 +258,28 @@ def prepare(spec: DatasetSpec, opts: PrepOptions) -> dict:
 
 def build_parser(spec: DatasetSpec) -> argparse.ArgumentParser:
     """The common CLI of every ``python -m dft.data.<name>``, plus the dataset's own options."""
-    parser = argparse.ArgumentParser(prog=f"python -m dft.data.{spec.name}", description=spec.description)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m dft.data.{spec.name}",
+        description=spec.description,
+        formatter_class=DefaultsHelpFormatter,
+    )
     parser.add_argument("--out", required=True, type=Path, help="writes OUT/train.parquet, val.parquet, report.json")
     parser.add_argument("--source", choices=["hub", "local"], help="default: local with --input, else hub")
     parser.add_argument("--input", type=Path, help="local .jsonl or .parquet with the hub dataset's fields")
-    parser.add_argument("--hub-config", help=f"hub config instead of {spec.hub.config!r}")
-    parser.add_argument("--limit", type=int, help="read only the first LIMIT input rows (quick runs, tests)")
-    parser.add_argument("--n", type=int, help="train rows to select (default: every row not in val)")
+    parser.add_argument("--hub-config", help=f"hub config (default: {spec.hub.config or 'none'})")
+    parser.add_argument("--limit", type=positive_int, help="read only the first LIMIT input rows (quick runs, tests)")
+    parser.add_argument("--n", type=positive_int, help="train rows to select (default: every row not in val)")
     parser.add_argument("--selection", choices=["random", "first"], default="random", help="which rows --n takes")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random selection and of the val split")
-    parser.add_argument("--val-size", type=int, default=0, help="held-out validation rows (default 0: none)")
+    parser.add_argument("--val-size", type=int, default=0, help="held-out validation rows (0: none)")
     parser.add_argument("--max-length", type=int, help="longest conversation in tokens (needs --tokenizer)")
     parser.add_argument("--tokenizer", help="tokenizer path or hub id whose chat template measures the length")
-    parser.add_argument("--on-bad-row", choices=["error", "skip"], default="error", help="default: error")
+    parser.add_argument(
+        "--on-bad-row",
+        choices=["error", "skip"],
+        default="error",
+        help="a row with a missing field or no boxed answer: stop, or skip and count it",
+    )
     parser.add_argument("--over-length", choices=["skip", "truncate", "error"], default="skip",
                         help="rows over --max-length: skip and list them (default), keep them for training to "
                         "truncate, or stop")  # fmt: skip

@@ -17,14 +17,21 @@ Sampling goes through ``dft.eval.runner.run_benchmark``, so ``samples.jsonl`` is
 evaluation is: a killed job started again generates only the missing samples.
 """
 
+if __name__ == "__main__":  # --help, and bad overrides, answered before anything heavy is imported
+    from dft.cli import preflight
+
+    preflight("dft.data.rft")
+
 from collections import Counter
 from pathlib import Path
 
 import hydra
 import pandas as pd
+import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from dft.checkpoints import resolve_model
 from dft.data.pairs import build_pairs, write_parquet_atomic
 from dft.eval.backends import SamplingParams, make_backend
 from dft.eval.fingerprint import claim, local_model_dir, make_fingerprint, problems_digest
@@ -37,6 +44,17 @@ from dft.problems import Problem, read_problems
 
 # Samples are drawn in the chat format the RFT data trains on: the SFT user turn in the model's chat template.
 PROMPT = "chat-cot"
+RL_COLUMNS = ("extra_info", "reward_model")  # a verl RL parquet (python -m dft.data.rl)
+
+
+def load_problems(path: str) -> list[Problem]:
+    """Problems from an RL parquet of ``dft.data.rl`` (so RFT and PPO/GRPO start from the same problems, chosen
+    once), else by :func:`dft.problems.read_problems` (a prepared SFT parquet, a jsonl of id, problem, gold)."""
+    if str(path).endswith(".parquet") and set(RL_COLUMNS) <= set(pq.read_schema(path).names):
+        frame = pd.read_parquet(path, columns=list(RL_COLUMNS))
+        return [Problem(str(extra["source_id"] or extra["id"]), str(extra["problem"]), str(reward["ground_truth"]))
+                for extra, reward in zip(frame["extra_info"], frame["reward_model"])]  # fmt: skip
+    return read_problems(path)
 
 
 def sft_rows(problems: list[Problem], rows: dict, n: int, fmt: str = "chat") -> list[dict]:
@@ -88,7 +106,7 @@ def sample_and_verify(cfg, problems: list[Problem], out: Path, input_digest: str
     with Grader(workers=cfg.grading.workers, timeout_s=cfg.grading.timeout_s) as grader:
         with tqdm(total=len(problems) * params.n, desc="sample + verify", unit="sample") as bar:
             return run_benchmark(prompts, out / "samples.jsonl", backend.generate, params, fmt.stops,
-                                 grader.grade_many, chunk_size=cfg.chunk_size, on_rows=bar.update)  # fmt: skip
+                                 grader.grade_many, chunk_size=cfg.chunk_size, on_samples=bar.update)  # fmt: skip
 
 
 def write_sft_parquet(rows: list[dict], fmt: str, out: Path) -> None:
@@ -103,8 +121,9 @@ def write_sft_parquet(rows: list[dict], fmt: str, out: Path) -> None:
 
 
 def run(cfg) -> dict:
+    cfg.model = resolve_model(cfg.model)  # a verl run folder: its latest checkpoint, as dft.eval takes it
     out = Path(cfg.out)
-    problems = read_problems(cfg.input)
+    problems = load_problems(cfg.input)
     digest = problems_digest(problems)
     problems = problems[: cfg.limit] if cfg.limit else problems
     rows = sample_and_verify(cfg, problems, out, digest)

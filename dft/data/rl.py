@@ -19,8 +19,8 @@ read back in the format the file records, and a chat user turn that is not a cha
 jsonl/parquet of ``problem`` and ``gold`` or ``answer``; rows with ``problem`` and ``solution`` but no answer
 take the solution's last ``\boxed{}`` (raw NuminaMath-CoT, the hub default, or MATH).
 The paper's RL runs use the RFT problems: ``--input data/numina/train.parquet --n 10000 --selection first``
-takes the same first 10,000 problems as ``dft.data.rft ... limit=10000``, and ``--val-size`` draws validation
-prompts from the rows after them.
+takes the first 10,000 problems, ``--val-size`` draws validation prompts from the rows after them, and
+``dft.data.rft input=<out>/train.parquet`` samples the same problems (recipes/table3 chooses them once).
 
 Everything else is :mod:`dft.data.common`'s: reading, selection, splits, ``--on-bad-row error|skip`` (the error names
 the file, the line or row, and the field), atomic writes and ``report.json``. Two checks differ from the SFT preps:

@@ -1,11 +1,16 @@
 """``python -m dft.eval model=... [benchmarks=[...]] [backend=vllm] ...``: evaluate one model (configs/eval.yaml).
 
 Prints one line per benchmark (``aime24: avg@16 8.5% (30 x 16)``) and writes per-response JSONL files,
-``fingerprint.json`` and ``summary.json`` to ``output_dir``. Run the same command again after a kill and it
+``fingerprint.json`` and ``summary.json`` to ``out``. Run the same command again after a kill and it
 finishes the missing samples only; a different model, prompt or sampling into the same folder is refused.
 Everything that can be wrong with the input (prompt, benchmarks, a prompt longer than the context, the folder)
 is checked before the model loads.
 """
+
+if __name__ == "__main__":  # --help, and bad overrides, answered before anything heavy is imported
+    from dft.cli import preflight
+
+    preflight("dft.eval")
 
 import sys
 from pathlib import Path
@@ -56,7 +61,7 @@ def prepare(cfg):
         cfg.model, model_dir, template, build_prompt(template, "{problem}", fmt.tokenizer), params, fmt.describe(),
         cfg.backend, section.get("dtype", ""), {name: problems_digest(full) for name, (full, _) in problems.items()},
     )  # fmt: skip
-    out_dir = Path(cfg.output_dir) if cfg.output_dir else default_output_dir(cfg.model)
+    out_dir = Path(cfg.out) if cfg.out else default_output_dir(cfg.model)
     claim(out_dir, fingerprint)
     run_info = {"model": cfg.model, "backend": cfg.backend, "prompt_template": template,
                 "sampling": OmegaConf.to_container(cfg.sampling), **fmt.describe(), "fingerprint": fingerprint,
@@ -74,7 +79,7 @@ def evaluate(cfg) -> dict:
         for name, items in prompts.items():
             with tqdm(total=len(items) * params.n, desc=name, unit="sample") as bar:
                 rows = run_benchmark(items, out_dir / f"{name}.jsonl", backend.generate, params, fmt.stops,
-                                     grader.grade_many, chunk_size=cfg.chunk_size, on_rows=bar.update)  # fmt: skip
+                                     grader.grade_many, chunk_size=cfg.chunk_size, on_samples=bar.update)  # fmt: skip
             results[name] = summarize(items, rows, params, grader.equivalent)
     return write_summary(out_dir, run_info, results)
 

@@ -91,11 +91,13 @@ class VLLMBackend:
         self.llm = LLM(model=model_path, tensor_parallel_size=tensor_parallel_size, max_model_len=context,
                        **engine_kwargs)  # fmt: skip
 
-    def generate(self, requests: list[Request], params: SamplingParams, stops) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], params: SamplingParams, stops, progress=None) -> list[list[Completion]]:
         from vllm import SamplingParams as VLLMSamplingParams
 
         prompts, sampling = vllm_inputs(requests, params, stops)
         outputs = self.llm.generate(prompts, [VLLMSamplingParams(**kw) for kw in sampling], use_tqdm=False)
+        if progress is not None:
+            progress(sum(r.n for r in requests))
         return [[vllm_completion(choice, stops) for choice in out.outputs] for out in outputs]
 
 
@@ -111,10 +113,14 @@ class HFBackend:
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).to(device).eval()
         self.batch_size, self.device = batch_size, device
 
-    def generate(self, requests: list[Request], params: SamplingParams, stops) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], params: SamplingParams, stops, progress=None) -> list[list[Completion]]:
+        """Completions per request, ``batch_size`` requests at a time; ``progress(samples)`` after each batch."""
         completions = []
         for start in range(0, len(requests), self.batch_size):
-            completions += self._generate_batch(requests[start : start + self.batch_size], params, stops)
+            batch = requests[start : start + self.batch_size]
+            completions += self._generate_batch(batch, params, stops)
+            if progress is not None:
+                progress(sum(r.n for r in batch))
         return completions
 
     def _generate_batch(self, requests: list[Request], params: SamplingParams, stops) -> list[list[Completion]]:
@@ -211,12 +217,17 @@ class RayDataParallel:
         actor_cls = ray.remote(**resources)(backend_cls)
         self.replicas = [actor_cls.remote(**backend_kwargs) for _ in range(replicas)]
 
-    def generate(self, requests: list[Request], params: SamplingParams, stops) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], params: SamplingParams, stops, progress=None) -> list[list[Completion]]:
+        """Completions per request, in order; ``progress(samples)`` as each replica finishes its shard."""
         import ray
 
         size = math.ceil(len(requests) / len(self.replicas)) or 1
         shards = [requests[i : i + size] for i in range(0, len(requests), size)]
         futures = [r.generate.remote(shard, params, stops) for r, shard in zip(self.replicas, shards)]
+        pending = list(futures)
+        while progress is not None and pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            progress(sum(r.n for r in shards[futures.index(done[0])]))
         return [completions for shard in ray.get(futures) for completions in shard]
 
 

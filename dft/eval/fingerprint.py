@@ -96,18 +96,18 @@ def claim(out_dir: Path, fingerprint: dict) -> None:
         stray = sorted(p.name for p in out_dir.glob("*.jsonl")) if out_dir.is_dir() else []
         if stray:
             raise ValueError(f"{out_dir} holds responses ({', '.join(stray)}) but no {FILE}: their origin is unknown; "
-                             "use a new output_dir or remove them")  # fmt: skip
+                             "use a new out= folder or remove them")  # fmt: skip
         write_json_atomic(path, fingerprint)
         return
     try:
         recorded = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err.msg}); restore it or use a new output_dir") from None
+        raise ValueError(f"{path}: not valid JSON ({err.msg}); restore it or use a new out= folder") from None
     differences = _differences(recorded, fingerprint)
     if differences:
         raise ValueError(
             f"{out_dir} holds results of a different run ({FILE}), so resuming would mix them:\n  "
-            + "\n  ".join(differences) + "\nUse a new output_dir, or remove this one to start over."
+            + "\n  ".join(differences) + "\nUse a new out= folder, or remove this one to start over."
         )  # fmt: skip
     merged = {**recorded, "benchmarks": {**recorded.get("benchmarks", {}), **fingerprint.get("benchmarks", {})}}
     if merged != recorded:

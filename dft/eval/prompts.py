@@ -26,6 +26,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from dft.cli import DefaultsHelpFormatter
+
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 DFT_COMMIT = "e153181f71522428ed030f4519702890c699ed6b"  # yongliang-wu/DFT, the version read
 DFT_UTILS = f"yongliang-wu/DFT@{DFT_COMMIT[:12]} math_evaluation/utils.py PROMPT_TEMPLATES"
@@ -151,7 +153,9 @@ def _describe(spec: PromptTemplate, text: str, tokenizer, as_message: bool) -> s
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: print the exact prompt of one template, or of all of them, for a problem (default ``{input}``)."""
-    parser = argparse.ArgumentParser(description="Print the exact evaluation prompt strings.")
+    parser = argparse.ArgumentParser(
+        description="Print the exact evaluation prompt strings.", formatter_class=DefaultsHelpFormatter
+    )
     parser.add_argument("--template", choices=list(PROMPT_TEMPLATES), help="one template (default: all)")
     parser.add_argument("--problem", default="{input}", help="problem text to insert (default: '{input}')")
     parser.add_argument("--tokenizer", help="tokenizer path, hub id or model card folder (e.g. ../shared/models/X)")

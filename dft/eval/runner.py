@@ -11,6 +11,7 @@ the metrics, with the share of truncated responses per benchmark.
 
 import hashlib
 import subprocess
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -51,14 +52,20 @@ def _graded_rows(chunk, completions, verdicts) -> list[dict]:
 
 
 def run_benchmark(prompts, out_path: Path, generate: Callable, params: SamplingParams, stops, grade_many: Callable,
-                  chunk_size: int = 32, on_rows: Callable | None = None) -> dict:  # fmt: skip
+                  chunk_size: int = 32, on_rows: Callable | None = None,
+                  on_samples: Callable | None = None) -> dict:  # fmt: skip
     """Generate and grade every missing sample of ``prompts`` (``EncodedPrompt``s) into ``out_path``; return all
     rows by key.
 
     ``generate(requests, params, stops)`` is a backend's; ``grade_many([(response, gold), ...])`` returns one
-    verdict (``correct``, ``extracted``, ``rule``, ``error``) per pair.
+    verdict (``correct``, ``extracted``, ``rule``, ``error``) per pair. ``on_rows(k)`` is called as each chunk's
+    ``k`` rows are saved; ``on_samples(k)`` (a progress bar's ``update``) first with the samples already saved,
+    then by the backend as it generates (``generate(..., progress=on_samples)``).
     """
     todo = missing_samples(prompts, load_rows(out_path), params.n)
+    if on_samples is not None:
+        on_samples(len(prompts) * params.n - sum(len(missing) for _, missing in todo))
+        generate = partial(generate, progress=on_samples)
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start : start + chunk_size]
         requests = [Request(p.ids, len(missing), p.budget, request_seed(params.seed, p.problem.id, missing[0]))

@@ -13,12 +13,14 @@ name=$PAPER_NAME
 rft="$DATA/rft-$MODEL"
 rl="$DATA/rl-$MODEL"
 
-# the problems (with a boxed gold answer) that sampling and RL start from
+# the problems (with a boxed gold answer) that sampling and RL start from: the first N_PROBLEMS, chosen once here
 prepare_numina
+run python -m dft.data.rl --out "$rl" --input "$DATA/numina/train.parquet" --n "$N_PROBLEMS" \
+  --selection first --val-size 500
 # data format of the RFT training rows: the official one under setting=paper
 [ "$SETTING" = paper ] && rft_format=official || rft_format=chat
-# offline data: rejection samples of the base model, verified; pairs of (correct, incorrect) for DPO
-run python -m dft.data.rft model="$hub" input="$DATA/numina/train.parquet" limit="$N_PROBLEMS" out="$rft" \
+# offline data: rejection samples of the base model on those problems, verified; (correct, incorrect) pairs for DPO
+run python -m dft.data.rft model="$hub" input="$rl/train.parquet" out="$rft" \
   backend="$EVAL_BACKEND" data_parallel="$EVAL_GPUS" gpus_per_replica=1 format="$rft_format"
 score "$rft/rft.ref.parquet" preset="$MODEL" setting="$SETTING" data.train_files="$rft/rft.parquet"
 score "$rft/pairs.ref.parquet" preset="$MODEL" data.train_files="$rft/pairs.parquet"
@@ -31,8 +33,6 @@ train "$RUNS/train/$MODEL-rft-iw_sft" preset="$MODEL" setting="$SETTING" loss.na
 train "$RUNS/train/$MODEL-dpo" preset="$MODEL" setting=dpo data.train_files="$rft/pairs.ref.parquet" "$@"
 
 # online RL: verl's own PPO/GRPO (scripts/train_rl.sh) on the same problems, rewarded by math-verify
-run python -m dft.data.rl --out "$rl" --input "$DATA/numina/train.parquet" --n "$N_PROBLEMS" \
-  --selection first --val-size 500
 for algo in $RL_ALGOS; do
   # the actor's checkpoints also hold Hugging Face weights, which dft.eval finds in the run folder
   ALGO=$algo MODEL="$hub" DATA_DIR="$rl" GPUS_PER_NODE="$NPROC_PER_NODE" bash scripts/train_rl.sh \
