@@ -238,12 +238,13 @@ def rejection_sampling(config) -> list[str]:
     errors = sampling(config) + choice(config, "format", list(FORMATS))
     source = _get(config, "input")
     if source is None:
-        errors.append("input is not set: give a prepared SFT parquet (messages, id, gold) or a jsonl")
+        errors.append("input is not set: give a prepared SFT parquet (messages, id, gold) or a jsonl of problem, gold")
     elif not os.path.exists(os.path.expanduser(str(source))):
         errors.append(f"input: no such file: {source}")
     else:
-        columns = [["messages", "id", "gold"], ["extra_info", "reward_model"]]
-        how = "give a prepared SFT parquet (python -m dft.data.<name>) or an RL parquet (python -m dft.data.rl)"
+        columns = [["messages"], ["problem"], ["extra_info", "reward_model"]]
+        how = ("give a prepared SFT parquet (python -m dft.data.<name>), an RL parquet (python -m dft.data.rl) or "
+               "problems with a gold answer (problem, gold)")  # fmt: skip
         errors += parquet_columns("input", _files(source), columns, how)
     return errors + model(config, "model")
 

@@ -78,6 +78,7 @@ def inputs(tmp_path_factory):
     messages = [[{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]]
     pd.DataFrame({"messages": messages, "id": ["0"], "answer": ["2"]}).to_parquet(root / "sft.parquet")
     pd.DataFrame({"problem": ["1+1?"], "answer": ["2"]}).to_parquet(root / "plain.parquet")
+    pd.DataFrame({"question": ["1+1?"], "answer": ["2"]}).to_parquet(root / "question.parquet")
     return root
 
 
@@ -152,8 +153,9 @@ def test_evaluation_refuses_a_missing_model(inputs):
 
 
 def test_rejection_sampling_refuses_bad_input(inputs):
-    error = refused("dft.data.rft", f"model={inputs / 'model'}", f"input={inputs / 'plain.parquet'}")
-    assert error.startswith(f"error: input: {inputs / 'plain.parquet'} has columns") and "messages, id, answer" in error
+    error = refused("dft.data.rft", f"model={inputs / 'model'}", f"input={inputs / 'question.parquet'}")
+    assert error.startswith(f"error: input: {inputs / 'question.parquet'} has columns ['answer', 'question'], not")
+    assert "(messages) or (problem) or (extra_info, reward_model)" in error
     assert "limit=0" in refused(
         "dft.data.rft", f"model={inputs / 'model'}", f"input={inputs / 'sft.parquet'}", "limit=0"
     )

@@ -117,7 +117,7 @@ def test_a_new_entry_point_is_checked_by_what_its_source_declares(tmp_path, monk
     assert check_command("python -m new_prep --out data/new --n 5") == "new_prep"
     assert check_command("python -m new_sampler model=m sampling.n=4") == "new_sampler"
     bad = {
-        "python -m new_prep --out data/new --n five": "new_prep: .*argument --n: invalid int value",
+        "python -m new_prep --out data/new --n five": "new_prep: .*argument --n: 'five' is not an integer",
         "python -m new_sampler sampling.n=4": r"new_sampler: no value for \['model'\]",
         "python -m new_sampler model=m backend=tgi": "new_sampler: backend=tgi is neither hf nor vllm",
     }

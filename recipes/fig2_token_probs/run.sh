@@ -4,6 +4,7 @@
 # log-scale count axis. Uses the models trained by recipes/table1 and recipes/table3 (run those first).
 source "$(dirname "$0")/../common.sh"
 MODEL=${MODEL:-qwen2.5-math-1.5b}
+read_preset "$MODEL"
 # training examples scored (a random sample of the NuminaMath-CoT training set)
 ROWS=${ROWS:-2000}
 METHODS=${METHODS:-"sft dft dpo ppo grpo"}
@@ -20,5 +21,5 @@ for method in $METHODS; do
     data.train_files="$sample" "$@"
   figure_runs+=(--run "${method^^}=$RUNS/fig2/$method.parquet")
 done
-run python -m dft.figures token_probs "${figure_runs[@]}" --model "$(paper_name "$MODEL")" --setting "$SETTING" \
+run python -m dft.figures token_probs "${figure_runs[@]}" --model "$PAPER_NAME" --setting "$SETTING" \
   --out "$RUNS/fig2_token_probs.$FIGURE_FORMAT"

@@ -4,6 +4,7 @@
 # setting=paper (SETTING=corrected for ours).
 source "$(dirname "$0")/../common.sh"
 MODEL=${MODEL:-qwen2.5-math-1.5b}
+read_preset "$MODEL"
 LOSSES=${LOSSES:-"sft dft"}
 LRS=${LRS:-"2e-4 1e-4 5e-5 1e-5"}
 BATCH_SIZES=${BATCH_SIZES:-"32 64 128 256"}
@@ -32,7 +33,7 @@ for loss in $LOSSES; do
     bs_runs+=(--run "${loss^^}@$bs=$RUNS/eval/fig3/$MODEL-$loss-lr$BASE_LR-bs$bs/summary.json")
   done
 done
-title=(--model "$(paper_name "$MODEL")" --setting "$SETTING")
+title=(--model "$PAPER_NAME" --setting "$SETTING")
 run python -m dft.figures sweep --param lr "${lr_runs[@]}" --benchmark "$BENCHMARK" "${title[@]}" \
   --out "$RUNS/fig3_lr.$FIGURE_FORMAT"
 run python -m dft.figures sweep --param batch_size "${bs_runs[@]}" --benchmark "$BENCHMARK" "${title[@]}" \
