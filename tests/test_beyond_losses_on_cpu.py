@@ -209,3 +209,21 @@ def test_topk_rest_bucket_is_logsumexp_of_the_other_logits():
     expected = math.log(sum(math.exp(v - 30.0) for v in (0.0, -1.0, 2.0))) - torch.logsumexp(logits - 30.0, -1).item()
     assert rest.item() == pytest.approx(expected, rel=1e-5)  # 1 - q_top would round to 0 in float32
     assert log_probs.item() == pytest.approx(F.log_softmax(logits, -1)[0, 0].item(), abs=1e-6)
+
+
+def test_full_weight_tokens_resolve_with_the_real_qwen_tokenizer_before_training():
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer
+
+    from dft.full_weight import resolve_full_weight_tokens, token_id
+    from dft.model_cards import default_models_dir
+
+    qwen = str(default_models_dir() / "qwen2.5-math-1.5b")
+    config = OmegaConf.create({"model": {"path": qwen}, "loss": {"full_weight_tokens": ["eos", "end_of_turn", 7]}})
+    # Qwen2.5-Math-1.5B: eos <|endoftext|> 151643, the chat template's end of turn <|im_end|> 151645
+    assert resolve_full_weight_tokens(config) == [7, 151643, 151645] == list(config.loss.full_weight_tokens)
+    config.loss.full_weight_tokens = ["<|im_end|>", "<|nope|>"]
+    with pytest.raises(ValueError, match=r"'<\|nope\|>' is not one token of the vocabulary"):
+        resolve_full_weight_tokens(config)
+    with pytest.raises(ValueError, match="token id 10000000 is outside the vocabulary"):
+        token_id(AutoTokenizer.from_pretrained(qwen), 10**7)
