@@ -6,7 +6,10 @@ problems (the validation rows, never trained on): the share of greedy responses 
 ``--budget`` new tokens, their mean length, and the mean probability of the end token where the reference
 answer ends (teacher-forced).
 
-    python benchmarks/end_tokens.py --out /tmp/end_tokens [--steps 60 --batch 16 --budget 96]
+    python benchmarks/end_tokens.py --out /tmp/end_tokens [--steps 60 --batch 16 --budget 96 --base-steps 0]
+
+``--base-steps N`` first trains the start model with SFT for N steps on the responses cut before their end token:
+a "base" that writes answers but was never taught to stop (the situation of yongliang-wu/DFT issue 10).
 """
 
 import argparse
@@ -51,6 +54,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--budget", type=int, default=96)
+    parser.add_argument("--base-steps", type=int, default=0)
     args = parser.parse_args(argv)
     assets = build_tiny_assets(args.out / "tiny", n_train=256, n_val=64, n_test=16, seed=0)
     tokenizer = AutoTokenizer.from_pretrained(assets.model_dir)
@@ -63,10 +67,23 @@ def main(argv=None) -> dict:
         "dft": {"name": "dft"},
         "dft + full_weight_tokens=[end_of_turn]": {"name": "dft", "full_weight_tokens": [end]},
     }
+    start = assets.model_dir
+    if args.base_steps:
+        torch.manual_seed(0)
+        base = AutoModelForCausalLM.from_pretrained(assets.model_dir, dtype=torch.float32)
+        cut = [(ids[: len(ids) - ids[::-1].index(end) - 1], p) for ids, p in train_rows]  # responses without the end
+        train(base, cut, {"name": "sft"}, args.base_steps, batch=args.batch, seed=2)
+        start = args.out / "base"
+        base.save_pretrained(start)
+        results_base = stop_share(base, tokenizer, held_out, args.budget, end)
+        print(
+            f"base after {args.base_steps} SFT steps without end tokens: {results_base}, "
+            f"p(end) {end_probability(base, held_rows, end):.4f}"
+        )
     results = {}
     for label, loss in arms.items():
         torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_pretrained(assets.model_dir, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(start, dtype=torch.float32)
         nll = train(model, train_rows, loss, args.steps, batch=args.batch)
         results[label] = {**stop_share(model, tokenizer, held_out, args.budget, end),
                           "p_end": end_probability(model, held_rows, end), "train_nll_last": nll[-1]}  # fmt: skip

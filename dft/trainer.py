@@ -278,7 +278,7 @@ def choose_dataset(config: DictConfig, loss: LossConfig) -> None:
         if missing:
             raise ValueError(
                 f"data.{field}: {path} lacks column(s) {missing} that loss.name={loss.name} needs; "
-                "reference log-probs are added by `python -m dft.ref_logprobs`"
+                "reference log-probs are added by `python -m dft.ref_logprobs` (the top-K for asft: ref.topk=K)"
             )
         prepared = file_format(path)
         if prepared is not None and prepared != fmt:

@@ -227,3 +227,16 @@ def test_full_weight_tokens_resolve_with_the_real_qwen_tokenizer_before_training
         resolve_full_weight_tokens(config)
     with pytest.raises(ValueError, match="token id 10000000 is outside the vocabulary"):
         token_id(AutoTokenizer.from_pretrained(qwen), 10**7)
+
+
+def test_asft_refuses_fused_kernels_naming_the_key():
+    from conftest import compose_config
+
+    from dft.full_weight import check_logits_loss
+    from dft.losses import loss_config_from
+
+    config = compose_config(["preset=qwen2.5-math-1.5b", "loss.name=asft"])  # the preset turns fused kernels on
+    with pytest.raises(ValueError, match="loss.name=asft reads the policy's logits.*model.use_fused_kernels=False"):
+        check_logits_loss(config, loss_config_from(config.loss))
+    config.model.use_fused_kernels = False
+    check_logits_loss(config, loss_config_from(config.loss))
