@@ -3,6 +3,11 @@
     python -m dft.ablations normalization --run SFT/official=runs/eval/a/summary.json \\
         --run SFT/token=runs/eval/b/summary.json --run DFT/official=... --run DFT/token=... [--out table.md]
 
+    python -m dft.ablations beyond --run SFT=runs/eval/a/summary.json --run "DFT + end tokens=..." [--out table.md]
+
+``beyond``: the methods beyond DFT (``recipes/beyond_dft``), a run per method as ``LABEL=SUMMARY``; a row per run
+with avg@k (%) on the five benchmarks, their average, and that average minus the first run's (SFT in the recipe).
+
 ``normalization``: each method trained under ``loss.normalization=official`` (the official DFT trainer's
 per-micro-batch means) and ``token`` (the global token mean), everything else equal (``recipes/normalization``).
 A run is ``METHOD/NORMALIZATION=SUMMARY``; a row per run with avg@k (%) on the paper's five benchmarks and their
@@ -39,6 +44,26 @@ def normalization_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
     return "\n".join(lines)
 
 
+def beyond_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
+    """Markdown: one row per method run, in the order given, with its average's difference to the first run's."""
+    if not runs:
+        raise ValueError("beyond: give at least one --run LABEL=summary.json")
+    columns = [*benchmarks, "avg"]
+    first = next(iter(runs))
+    header = ["Method", *(BENCHMARK_TITLES.get(b, b) for b in benchmarks), "Avg.", f"Avg. - {first}"]
+    lines = ["**Beyond DFT: SFT, DFT, DFT with full-weight end tokens, ASFT and the probability-power family** "
+             "(avg@k %)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    base = our_scores(runs[first], benchmarks).get("avg")
+    for label, summary in runs.items():
+        values = our_scores(summary, benchmarks)
+        cells = [_fmt(values.get(c)) for c in columns] + [_diff(values.get("avg"), base)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {"normalization": normalization_table, "beyond": beyond_table}
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -48,13 +73,11 @@ def _diff(a: float | None, b: float | None) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m dft.ablations",
-        description=__doc__.splitlines()[0],
-        formatter_class=DefaultsHelpFormatter,
-    )
-    parser.add_argument("table", choices=["normalization"])
-    parser.add_argument("--run", action="append", default=[], help="METHOD/NORMALIZATION=path/to/summary.json")
+    parser = argparse.ArgumentParser(prog="python -m dft.ablations", description=__doc__.splitlines()[0],
+                                     formatter_class=DefaultsHelpFormatter)  # fmt: skip
+    parser.add_argument("table", choices=sorted(TABLES))
+    runs = "METHOD/NORMALIZATION=summary.json (normalization), LABEL=summary.json (beyond)"
+    parser.add_argument("--run", action="append", default=[], help=runs)
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     return parser
 
@@ -66,7 +89,7 @@ def main(argv=None) -> None:
         runs, where = parse_runs(args.run, None)
         for key, summary in runs.items():
             check_summary(summary, where[key], benchmarks)
-        text = normalization_table(runs, benchmarks)
+        text = TABLES[args.table](runs, benchmarks)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     print(text)

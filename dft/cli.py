@@ -97,10 +97,10 @@ COMMANDS = {
 @cache
 def registered_losses() -> dict[str, dict]:
     """``loss.name`` -> its ``@register_loss`` keywords (literals only) and the first line of its docstring, read
-    from ``dft/losses.py`` without importing it (that would import torch and verl)."""
-    tree = ast.parse((ROOT / "dft" / "losses.py").read_text())
+    from ``dft/losses.py`` and ``dft/losses_*.py`` without importing them (that would import torch and verl)."""
     losses = {}
-    for node in tree.body:
+    modules = sorted((ROOT / "dft").glob("losses*.py"))
+    for node in (node for path in modules for node in ast.parse(path.read_text()).body):
         for deco in getattr(node, "decorator_list", []):
             if isinstance(deco, ast.Call) and getattr(deco.func, "id", None) == "register_loss":
                 needs = {k.arg: k.value.value for k in deco.keywords if isinstance(k.value, ast.Constant)}

@@ -10,6 +10,8 @@ Here they are placed at the positions of verl's no-padding layout, where positio
 so a loss reads them exactly as it reads the policy's ``log_probs``.
 
 - ``ReferenceScoredDataset``: SFT rows (``messages``) with ``ref_log_probs`` (for ``iw_sft``).
+- ``ReferenceTopKDataset``: SFT rows with the reference's top-K distribution per target token (for ``asft``,
+  ``dft.ref_topk``), and ``OfficialReferenceTopKDataset`` in the official format.
 - ``PreferencePairDataset``: DPO rows (``prompt``, ``chosen``, ``rejected``, each a message list, as
   ``dft.data.pairs`` writes them) with ``chosen_ref_log_probs`` and ``rejected_ref_log_probs``. One item is one
   pair; ``PairCollator`` lays a batch out as ``chosen_0, rejected_0, chosen_1, ...`` for verl's collator.
@@ -31,6 +33,7 @@ from verl.utils.py_functional import convert_nested_value_to_list_recursive
 
 from dft.formats import encode_official, official_template, problem_and_solution
 from dft.losses import REF_LOG_PROBS
+from dft.ref_topk import TOPK_COLUMNS, place_topk, stored_k
 
 PAIR_SIDES = ("chosen", "rejected")
 
@@ -138,6 +141,31 @@ class OfficialReferenceScoredDataset(WithReferenceLogProbs, OfficialFormatDatase
     """Official-format conversations with the reference model's target-token log-probs (``ref_log_probs``)."""
 
 
+class WithReferenceTopK:
+    """Mixin for a conversation dataset: each row also carries the reference's top-K per target position
+    (``dft.ref_topk``: flat (L*K,) ids and log-probs and (L,) log rest mass on the no-padding layout)."""
+
+    def _read_files_and_process(self):
+        super()._read_files_and_process()
+        _require_columns(self, TOPK_COLUMNS, "add them with `python -m dft.ref_logprobs ref.topk=K`")
+        self.topk = stored_k(self.parquet_files)
+        self.ref_topk = {column: self.dataframe[column].tolist() for column in TOPK_COLUMNS}
+
+    def __getitem__(self, item):
+        row = super().__getitem__(item)
+        stored = [self.ref_topk[column][item] for column in TOPK_COLUMNS]
+        row.update(place_topk(row["loss_mask"], *stored, self.topk, _row_label(self, item)))
+        return row
+
+
+class ReferenceTopKDataset(WithReferenceTopK, MultiTurnSFTDataset):
+    """SFT conversations (chat format) with the reference's top-K distribution per target token (``asft``)."""
+
+
+class OfficialReferenceTopKDataset(WithReferenceTopK, OfficialFormatDataset):
+    """Official-format conversations with the reference's top-K distribution per target token (``asft``)."""
+
+
 class PreferencePairDataset(MultiTurnSFTDataset):
     """(chosen, rejected) conversations of one prompt; one item is a dict with both encoded rows."""
 
@@ -195,6 +223,8 @@ DATASETS = {
     ("chat", "pairs"): "PreferencePairDataset",
     ("official", "conversation"): "OfficialFormatDataset",
     ("official", "reference"): "OfficialReferenceScoredDataset",
+    ("chat", "reference_topk"): "ReferenceTopKDataset",
+    ("official", "reference_topk"): "OfficialReferenceTopKDataset",
 }
 
 

@@ -44,7 +44,7 @@ from dft.io import atomic_write, write_json_atomic
 STEP_DIR = re.compile(r"^step_(\d+)$")
 # dft.datasets.ref_column(), named here because importing dft.datasets pulls in verl and torch
 REF_LOG_PROBS = "ref_log_probs"
-SWEEP_PARAMS = {"lr": "Learning rate", "batch_size": "Batch size"}
+SWEEP_PARAMS = {"lr": "Learning rate", "batch_size": "Batch size", "alpha": "prob_power alpha"}
 # --out extension -> matplotlib format; PNG is rasterised at PNG_DPI
 FORMATS = {".pdf": "pdf", ".svg": "svg", ".png": "png"}
 PNG_DPI = 300

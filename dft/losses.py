@@ -34,6 +34,10 @@ Losses (``t`` runs over target tokens, ``p_t = pi(y_t | y_<t, x)``, ``sg`` stops
   and ``R`` the policy's and the reference's summed log-probabilities of the response, averaged over the
   global batch of pairs.
 
+- ``prob_power`` (``(1 - p_t^a) / a``, arXiv 2510.00526) and ``asft`` (DFT + ``kl_beta`` KL to the starting
+  model, arXiv 2509.23753): ``dft/losses_beyond.py``. ``full_weight_tokens`` gives chosen targets (eos,
+  end-of-turn) weight 1 under ``dft``, ``prob_power`` and ``asft``.
+
 DFT's weight is ``exp`` of the log-probability verl already returns for the target token, so the loss adds
 O(tokens) work and never materialises a full-vocabulary softmax. Because it only reads ``log_probs``, it is
 the same with or without remove-padding, with fused kernels (which return log-probs, not logits) and with
@@ -58,6 +62,8 @@ from verl.utils.torch_functional import masked_sum
 NLL_METRIC = "train/nll"
 REF_LOG_PROBS = "ref_log_probs"
 NORMALIZATIONS = ("token", "official")
+# the losses that down-weight tokens, where loss.full_weight_tokens gives some tokens back weight 1
+FULL_WEIGHT_LOSSES = ("dft", "prob_power", "asft")
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,8 @@ class LossSpec:
     """Everything the trainer needs to know about a loss, declared once by :func:`register_loss`."""
 
     fn: Callable
-    # the rows it reads: "conversation" (verl's messages), "reference" (conversation + REF_LOG_PROBS) or
+    # the rows it reads: "conversation" (verl's messages), "reference" (conversation + REF_LOG_PROBS),
+    # "reference_topk" (conversation + the reference's top-K per target token, dft.ref_topk) or
     # "pairs" (prompt, chosen, rejected + their reference log-probs, two rows per item in one micro-batch);
     # dft.datasets.DATASETS maps (data.format, this) to the dataset class
     data: str = "conversation"
@@ -73,6 +80,8 @@ class LossSpec:
     columns: tuple[str, ...] = ()
     # what the loss averages over: "token" (loss tokens) or "pair" (preference pairs)
     unit: str = "token"
+    # whether it reads the logits through verl's logits hook (``distillation_use_topk``; no fused kernels)
+    logits: bool = False
 
     def __call__(self, *args, **kwargs):
         """Call the loss itself (``LOSSES[name](config, model_output, data)``)."""
@@ -114,6 +123,13 @@ class LossConfig:
     iw_token_max: float = 1.8
     # dpo only: the inverse temperature of the implicit reward.
     dpo_beta: float = 0.1
+    # prob_power only: the per-token loss is (1 - p^power_alpha) / power_alpha; -> 0 is SFT, 1 is DFT's gradient.
+    power_alpha: float = 1.0
+    # asft only: the weight of KL(reference || policy) per target token (the ASFT authors' README uses 0.05).
+    kl_beta: float = 0.05
+    # dft, prob_power, asft: target tokens whose loss keeps weight 1 (plain -log p): token ids, or token strings,
+    # eos or end_of_turn, resolved with the tokenizer before training (dft.trainer.resolve_full_weight_tokens).
+    full_weight_tokens: tuple = ()
 
     def __post_init__(self):
         if self.name not in LOSSES:
@@ -132,6 +148,14 @@ class LossConfig:
             )
         if self.dpo_beta <= 0:
             raise ValueError(f"loss.dpo_beta={self.dpo_beta} must be positive")
+        if self.power_alpha <= 0 or self.kl_beta < 0:
+            raise ValueError(f"loss.power_alpha={self.power_alpha} must be > 0 and loss.kl_beta={self.kl_beta} >= 0")
+        tokens = self.full_weight_tokens
+        object.__setattr__(self, "full_weight_tokens", tuple([tokens] if isinstance(tokens, (int, str)) else tokens))
+        if self.full_weight_tokens and self.name not in FULL_WEIGHT_LOSSES:
+            raise ValueError(
+                f"loss.full_weight_tokens applies to {list(FULL_WEIGHT_LOSSES)}, not loss.name={self.name}"
+            )
 
     @property
     def spec(self) -> LossSpec:
@@ -238,11 +262,31 @@ def dft_weights(log_probs: torch.Tensor, config: LossConfig) -> torch.Tensor:
     return p
 
 
+def full_weight_mask(data: TensorDict, config: LossConfig) -> torch.Tensor | None:
+    """Where the *target* token (the successor, in the no-padding layout) is one of ``loss.full_weight_tokens``."""
+    if not config.full_weight_tokens:
+        return None
+    unresolved = [t for t in config.full_weight_tokens if not isinstance(t, int)]
+    pad_mode = tu.get_non_tensor_data(data=data, key="pad_mode", default=DatasetPadMode.NO_PADDING)
+    if unresolved or pad_mode != DatasetPadMode.NO_PADDING:
+        raise ValueError(f"loss.full_weight_tokens={list(config.full_weight_tokens)} needs token ids (strings are "
+                         f"resolved by dft.train) and data.pad_mode=no_padding (got {pad_mode!r})")  # fmt: skip
+    targets = torch.roll(data["input_ids"].values(), shifts=-1, dims=0)
+    return torch.isin(targets, torch.tensor(config.full_weight_tokens, device=targets.device))
+
+
+def with_full_weight(weights: torch.Tensor, data: TensorDict, config: LossConfig) -> torch.Tensor:
+    """``weights`` with 1 at the targets in ``loss.full_weight_tokens``."""
+    full = full_weight_mask(data, config)
+    return weights if full is None else torch.where(full, torch.ones_like(weights), weights)
+
+
 @register_loss("dft")
 def dft_loss(config: LossConfig, model_output: dict, data: TensorDict, dp_group=None):
     """Dynamic Fine-Tuning: ``-1/N sum_t sg(p_t) log p_t`` (arXiv 2508.05629, eq. 9), options in LossConfig."""
     log_probs, mask = target_log_probs_and_mask(model_output, data)
-    loss = token_loss(dft_weights(log_probs, config) * log_probs, mask, data, config)
+    weights = with_full_weight(dft_weights(log_probs, config), data, config)
+    loss = token_loss(weights * log_probs, mask, data, config)
     return loss, _nll_metric(log_probs, mask, data)
 
 
@@ -338,3 +382,7 @@ def loss_config_from(section) -> LossConfig:
 def get_loss_fn(config: LossConfig) -> Callable:
     """The loss named by ``config.name`` with its config bound, as ``set_loss_fn`` expects."""
     return partial(config.spec.fn, config)
+
+
+# prob_power and asft (dft/losses_beyond.py) register themselves here; imported last, as they build on the above
+from dft import losses_beyond  # noqa: E402, F401

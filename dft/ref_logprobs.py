@@ -8,6 +8,10 @@ The output is the input parquet with the log-probability of every target token (
 trains on), in order, added as a list column: ``ref_log_probs`` for conversations (``messages``), and
 ``chosen_ref_log_probs`` / ``rejected_ref_log_probs`` for DPO pairs (``prompt``, ``chosen``, ``rejected``).
 
+``ref.topk=K`` stores instead, per target token, the reference's K most likely tokens, their log-probs and the
+log of the remaining mass (``ref_topk_ids``, ``ref_topk_log_probs``, ``ref_topk_rest``; ``dft/ref_topk.py``), what
+``loss.name=asft`` reads; they are taken from the logits through verl's logits hook (``distillation_use_topk``).
+
 The tokens scored are the ones training trains on: the dataset follows ``data.format`` (``setting=paper``
 scores the official format), so pass the training run's setting.
 
@@ -27,6 +31,7 @@ if __name__ == "__main__":  # --help, and bad overrides, answered before torch a
     preflight("dft.ref_logprobs")
 
 import os
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -39,6 +44,7 @@ from dft.checkpoints import resolve_model
 from dft.datasets import PAIR_SIDES, PairCollator, PreferencePairDataset, ref_column, target_positions
 from dft.eval.store import append_rows, load_rows
 from dft.io import atomic_write
+from dft.ref_topk import TOPK_COLUMNS, arrow_columns, scored_topk, storage_row, topk_hook, with_topk_metadata
 from dft.trainer import prepare_config
 
 
@@ -96,6 +102,9 @@ def _scorer_cls():
 
             collate = SFTTensorCollator(config.data.pad_mode)
             self.collate = PairCollator(collate) if pairs else collate
+            self.topk = int(config.ref.get("topk", 0) or 0)
+            if self.topk:  # the reference's top-K comes through verl's logits hook, from a loss function
+                self.training_client.set_loss_fn(partial(topk_hook, self.topk))
 
         def _meta_info(self) -> dict:
             data = self.config.data
@@ -108,7 +117,8 @@ def _scorer_cls():
                 "global_batch_size": data.train_batch_size,
                 "pad_mode": data.pad_mode,
                 "pad_token_id": self.model_config.tokenizer.pad_token_id,
-                "compute_loss": False,
+                "compute_loss": bool(self.topk),
+                "distillation_use_topk": bool(self.topk),
                 "force_group_size": len(PAIR_SIDES) if self.pairs else 1,
             }
 
@@ -122,6 +132,9 @@ def _scorer_cls():
             lengths = batch["input_ids"].offsets().diff().tolist()
             tu.assign_non_tensor(batch, global_token_num=NonTensorData(lengths))
             output = self.training_client.infer_batch(batch)
+            if self.topk:
+                masks = batch["loss_mask"].unbind()
+                return [scored_topk(output, i, target_positions(mask), self.topk) for i, mask in enumerate(masks)]
             pieces = zip(output["log_probs"].unbind(), batch["loss_mask"].unbind())
             per_sequence = [target_log_probs(log_probs, mask) for log_probs, mask in pieces]
             if self.pairs:
@@ -131,8 +144,9 @@ def _scorer_cls():
     return ReferenceScorer
 
 
-def scored_rows(part: Path) -> dict[int, list]:
-    """The rows a rank's part file holds, ``{row: log_probs}`` (the eval store's kill-safe JSONL, torn tail cut)."""
+def scored_rows(part: Path) -> dict[int, list | dict]:
+    """The rows a rank's part file holds, ``{row: log_probs}`` (or ``{row: {top-K column: list}}``; the eval
+    store's kill-safe JSONL, torn tail cut)."""
     return {row: record["log_probs"] for (row, _), record in load_rows(part).items()}
 
 
@@ -146,8 +160,8 @@ def _steps_done(done_rows: set[int], steps: list[list[int]]) -> int:
     return int(agreed.item())
 
 
-def write_output(files: list[str], scored: dict[int, list], pairs: bool, output: Path) -> None:
-    """The input rows with the reference log-prob column(s) added, written atomically."""
+def write_output(files: list[str], scored: dict, pairs: bool, output: Path, topk: int = 0) -> None:
+    """The input rows with the reference log-prob column(s) (or the top-K columns) added, written atomically."""
     import pyarrow as pa
 
     table = pa.concat_tables([pq.read_table(f) for f in files])
@@ -155,7 +169,12 @@ def write_output(files: list[str], scored: dict[int, list], pairs: bool, output:
     if missing:
         raise RuntimeError(f"rows {missing[:10]} of {files} were not scored ({len(missing)} in all)")
     float_lists = pa.list_(pa.float32())
-    if pairs:
+    if topk:
+        rows = [storage_row(*(torch.tensor(scored[row][c]) for c in TOPK_COLUMNS)) for row in range(table.num_rows)]
+        for name, values in arrow_columns(rows).items():
+            table = _with_column(table, name, values)
+        table = with_topk_metadata(table, topk)
+    elif pairs:
         for i, side in enumerate(PAIR_SIDES):
             column = [scored[row][i] for row in range(table.num_rows)]
             table = _with_column(table, ref_column(side), pa.array(column, type=float_lists))
@@ -202,7 +221,7 @@ def score(config) -> Path:
         scored = {}
         for rank_part in sorted(parts.glob("rank*.jsonl")):
             scored.update(scored_rows(rank_part))
-        write_output(files, scored, pairs, output)
+        write_output(files, scored, pairs, output, scorer.topk)
         for rank_part in parts.glob("rank*.jsonl"):
             rank_part.unlink()
         parts.rmdir()
@@ -217,7 +236,13 @@ def check_config(config) -> None:
     with open_dict(config):
         config.model.path = resolve_model(config.model.path)
         config.loss.name = "sft"  # scoring reads plain conversations or pairs, never stored log-probs
+        config.loss.full_weight_tokens = []
+        if config.ref.get("topk") and config.model.get("use_fused_kernels"):
+            config.model.use_fused_kernels = False  # the top-K is read from the logits, which fused kernels never hold
         config.trainer.resume_mode = "disable"
+    files = data_files(config)  # a recipe's dry run checks commands before their data exist
+    if config.ref.get("topk") and os.path.exists(files[0]) and is_pair_file(files):
+        raise ValueError("ref.topk: the top-K reference is for conversations (loss.name=asft), not DPO pairs")
     if not config.ref.output:
         raise ValueError("ref.output: give the parquet to write, e.g. ref.output=data/train.ref.parquet")
     world = int(os.environ.get("WORLD_SIZE", 1))

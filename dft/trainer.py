@@ -54,18 +54,21 @@ def _reduce_output_metrics(output, check=None):
     return output
 
 
-def with_reduced_metrics(call, group_size: int = 1, check=None):
+def with_reduced_metrics(call, group_size: int = 1, check=None, flags: dict | None = None):
     """Wrap a training client's ``train_batch``/``infer_batch`` so the returned metrics are plain floats.
 
     Works for the SPMD worker (returns a TensorDict or None) and the Ray worker group (returns a future whose
     ``get()`` gives the TensorDict). ``group_size > 1`` keeps that many consecutive rows in one micro-batch;
-    ``check(metrics)`` sees the reduced metrics of every call.
+    ``check(metrics)`` sees the reduced metrics of every call; ``flags`` are set on every batch whose loss is
+    computed (``distillation_use_topk``: verl's engine hands the logits to the loss function first).
     """
 
     @wraps(call)
     def wrapped(data, *args, **kwargs):
         if group_size > 1:
             tu.assign_non_tensor(data, force_group_size=group_size)
+        if flags and tu.get_non_tensor_data(data=data, key="compute_loss", default=True):
+            tu.assign_non_tensor(data, **flags)
         output = call(data, *args, **kwargs)
         if hasattr(output, "get") and callable(output.get) and not hasattr(output, "keys"):
             return _ReducingFuture(output, check)
@@ -106,8 +109,9 @@ class _DFTTrainer:
         group = len(PAIR_SIDES) if self.loss_config.spec.data == "pairs" else 1
         self.steps_run = 0
         client = self.training_client
-        client.train_batch = with_reduced_metrics(client.train_batch, group, check=self.check_step)
-        client.infer_batch = with_reduced_metrics(client.infer_batch, group)
+        flags = {"distillation_use_topk": True} if self.loss_config.spec.logits else None
+        client.train_batch = with_reduced_metrics(client.train_batch, group, check=self.check_step, flags=flags)
+        client.infer_batch = with_reduced_metrics(client.infer_batch, group, flags=flags)
 
     def check_step(self, metrics: dict) -> None:
         """Stop the run on a non-finite loss, naming the step, before ``fit`` logs or checkpoints it."""
@@ -277,7 +281,7 @@ def choose_dataset(config: DictConfig, loss: LossConfig) -> None:
         if missing:
             raise ValueError(
                 f"data.{field}: {path} lacks column(s) {missing} that loss.name={loss.name} needs; "
-                "reference log-probs are added by `python -m dft.ref_logprobs`"
+                "reference log-probs are added by `python -m dft.ref_logprobs` (the top-K for asft: ref.topk=K)"
             )
         prepared = file_format(path)
         if prepared is not None and prepared != fmt:
@@ -299,7 +303,11 @@ def check_normalization(config: DictConfig, loss: LossConfig) -> None:
 def prepare_config(config: DictConfig, training: bool = True) -> DictConfig:
     """Validate what verl would only discover late (loss, data files) and adapt to the machine; ``training=False``
     (scoring data with ``dft.ref_logprobs``) accepts data smaller than one training batch."""
+    from dft.full_weight import check_logits_loss, resolve_full_weight_tokens
+
+    resolve_full_weight_tokens(config)
     loss = loss_config_from(config.get("loss"))
+    check_logits_loss(config, loss)
     check_data_files(config, training)
     check_normalization(config, loss)
     choose_dataset(config, loss)

@@ -31,7 +31,7 @@ def programs(lines):
 
 def test_there_is_a_recipe_for_every_table_and_figure_with_a_readme():
     expected = {"table1", "table2", "table3", "fig1_dynamics", "fig2_token_probs", "fig3_lr_bs", "cft", "lora",
-                "normalization"}  # fmt: skip
+                "normalization", "beyond_dft"}  # fmt: skip
     assert set(RECIPES) == expected
     for recipe in RECIPES:
         readme = (REPO / "recipes" / recipe / "README.md").read_text()
@@ -219,3 +219,43 @@ def test_the_normalization_recipe_trains_both_normalisations_and_renders_one_tab
     path.write_text(json.dumps({"benchmarks": {"aime24": {"avg@16": 0.1}}}))  # not what dft.eval writes
     with pytest.raises(SystemExit, match=f"{path}: benchmark 'aime24' lacks samples_per_problem"):
         ablations_main(argv[argv.index("normalization") :])
+
+
+def test_the_beyond_dft_recipe_trains_each_method_and_renders_its_table_and_alpha_figure(tmp_path, capsys):
+    import json
+
+    from dft.ablations import main as ablations_main
+    from dft.figures import main as figures_main
+
+    lines = dry_run("beyond_dft", RUNS=str(tmp_path))
+    trainings = [shlex.split(line) for line in lines if " -m dft.train " in line]
+    losses = Counter(next(a for a in argv if a.startswith("loss.name=")) for argv in trainings)
+    assert losses == Counter({"loss.name=sft": 1, "loss.name=dft": 2, "loss.name=asft": 1, "loss.name=prob_power": 4})
+    alphas = {a for argv in trainings for a in argv if a.startswith("loss.power_alpha=")}
+    assert alphas == {f"loss.power_alpha={a}" for a in ("0.1", "0.5", "1", "2")}
+    [asft] = [argv for argv in trainings if "loss.name=asft" in argv]
+    [score] = [shlex.split(line) for line in lines if " -m dft.ref_logprobs " in line]
+    scored = next(a for a in score if a.startswith("ref.output=")).split("=", 1)[1]
+    assert "ref.topk=64" in score and f"data.train_files={scored}" in asft
+    assert "model.use_fused_kernels=False" in asft
+    assert any("loss.full_weight_tokens=[eos,end_of_turn]" in argv for argv in trainings)
+    assert all("setting=paper" in argv for argv in trainings)
+    table = shlex.split(next(line for line in lines if " -m dft.ablations " in line))
+    runs = [table[i + 1] for i, arg in enumerate(table) if arg == "--run"]
+    for number, run in enumerate(runs):
+        metrics = {name: {"avg@16": 0.1 + number / 100, "samples_per_problem": 16, "problems": 30}
+                   for name in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}  # fmt: skip
+        path = Path(run.split("=", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"benchmarks": metrics, "average": {"avg@16": 0.1 + number / 100}}))
+    ablations_main(table[table.index("beyond") :])
+    printed = capsys.readouterr().out
+    # runs 0-7: SFT, DFT, DFT + end tokens, ASFT, prob_power at 0.1, 0.5, 1, 2
+    assert "| SFT | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 | +0.00 |" in printed
+    assert "| prob_power (alpha 2) | 17.00 | 17.00 | 17.00 | 17.00 | 17.00 | 17.00 | +7.00 |" in printed
+    assert (tmp_path / "beyond_dft.md").exists()
+    figure = shlex.split(next(line for line in lines if " -m dft.figures " in line))
+    figures_main(figure[figure.index("sweep") :])
+    numbers = json.loads((tmp_path / "figures" / "beyond_dft_alpha.pdf.json").read_text())
+    assert numbers["methods"]["prob_power"]["values"] == [0.1, 0.5, 1.0, 2.0]
+    assert numbers["methods"]["prob_power"]["accuracy"] == pytest.approx([14.0, 15.0, 16.0, 17.0])
