@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from dft.cli import DefaultsHelpFormatter
-from dft.tables import BENCHMARK_TITLES, check_summary, load_paper_tables, our_scores, parse_runs
+from dft.tables import BENCHMARK_TITLES, check_summary, emit, load_paper_tables, our_scores, parse_runs
 
 NORMALIZATIONS = ("official", "token")
 
@@ -92,9 +92,7 @@ def main(argv=None) -> None:
         text = TABLES[args.table](runs, benchmarks)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(text, args.out)
 
 
 if __name__ == "__main__":

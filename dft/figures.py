@@ -1,11 +1,8 @@
 """Build the paper's Figures 1-3 from result files; each command writes the figure and ``<out>.json`` beside it.
 
-    python -m dft.figures dynamics --run SFT=runs/eval/sft --run DFT=runs/eval/dft [--benchmark average] \\
-        [--metric avg@16] --model Qwen2.5-Math-1.5B --setting paper --out fig1.pdf
-    python -m dft.figures token_probs --run Base=data/train.base.parquet --run DFT=data/train.dft.parquet \\
-        [--bins 50] [--max-rows N] --model Qwen2.5-Math-1.5B --setting paper --out fig2.png
-    python -m dft.figures sweep --param lr --run SFT@2e-4=runs/eval/sft-lr2e-4/summary.json ... \\
-        --model Qwen2.5-Math-1.5B --setting paper --out fig3.svg
+    python -m dft.figures dynamics --run SFT=runs/eval/sft --run DFT=runs/eval/dft --model M --setting S --out f.pdf
+    python -m dft.figures token_probs --run Base=data/train.base.parquet --run DFT=... --model M --setting S --out f.png
+    python -m dft.figures sweep --param lr|batch_size|alpha --run SFT@2e-4=SUMMARY ... --model M --setting S --out f.svg
 
 The extension of ``--out`` picks the format: ``.pdf`` and ``.svg`` (vector) or ``.png`` (300 dpi); any other is an
 error before anything is read. Titles name the model and the setting (``--model``, ``--setting``: the training

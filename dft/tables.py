@@ -209,9 +209,14 @@ def main(argv=None) -> None:
         text = build_table(args.table, runs, allow_deviations=args.allow_deviations, where=where)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
+    emit(text, args.out)
+
+
+def emit(text: str, out: Path | None) -> None:
+    """Print a rendered table, and write it to ``out`` when given."""
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    if out:
+        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

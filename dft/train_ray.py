@@ -13,27 +13,21 @@ import hydra
 from dft.cli import preflight
 
 
-def run(config) -> None:
+@hydra.main(config_path="../configs", config_name="dft_trainer", version_base=None)
+def main(config) -> None:
     import ray
 
     import dft.cpu_platform  # noqa: F401  (registers the CPU platform before verl's trainer is imported)
     from dft.cpu_platform import on_cpu
-    from dft.trainer import _ray_trainer_cls
+    from dft.trainer import _ray_trainer_cls, prepare_config
 
+    config = prepare_config(config)  # first: it sets the run's log paths, which the workers inherit
     if not ray.is_initialized():
         # Workers of a local cluster import verl afresh; make them pick the same platform as this driver.
         env = {"VERL_PLATFORM": "cpu"} if on_cpu() else {}
         env.update({k: os.environ[k] for k in ("VERL_FILE_LOGGER_PATH",) if k in os.environ})
         ray.init(runtime_env={"env_vars": env} if env else None)
-    trainer = _ray_trainer_cls()(config=config)
-    trainer.fit()
-
-
-@hydra.main(config_path="../configs", config_name="dft_trainer", version_base=None)
-def main(config) -> None:
-    from dft.trainer import prepare_config
-
-    run(prepare_config(config))
+    _ray_trainer_cls()(config=config).fit()
 
 
 if __name__ == "__main__":
