@@ -160,7 +160,8 @@ def test_the_training_data_command_is_the_one_the_recipe_runs():
 def test_the_recipe_order_lists_every_recipe_with_its_estimate():
     rows = re.findall(r"^\| (\d+) \| `(\w+)` \| (.+?) \| (~\d+) \|$", section(), re.M)
     recipes = sorted(p.parent.name for p in (REPO / "recipes").glob("*/run.sh"))
-    assert sorted(name for _, name, _, _ in rows) == recipes and [int(n) for n, *_ in rows] == list(range(1, 10))
+    assert sorted(name for _, name, _, _ in rows) == recipes
+    assert [int(n) for n, *_ in rows] == list(range(1, len(recipes) + 1))
     table = (REPO / "recipes" / "README.md").read_text()
     for _, name, _, hours in rows:
         assert re.search(rf"^\| \[{name}\]\({name}/\) \|.*\| {hours}[ |(]", table, re.M), (name, hours)
