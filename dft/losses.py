@@ -128,7 +128,7 @@ class LossConfig:
     # asft only: the weight of KL(reference || policy) per target token (the ASFT authors' README uses 0.05).
     kl_beta: float = 0.05
     # dft, prob_power, asft: target tokens whose loss keeps weight 1 (plain -log p): token ids, or token strings,
-    # eos or end_of_turn, resolved with the tokenizer before training (dft.trainer.resolve_full_weight_tokens).
+    # eos or end_of_turn, resolved with the tokenizer before training (dft.full_weight.resolve_full_weight_tokens).
     full_weight_tokens: tuple = ()
 
     def __post_init__(self):

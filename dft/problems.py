@@ -384,12 +384,15 @@ def to_problems(rows: Rows, convert: Callable[[Any, int], Problem], error: type[
 
 
 def read_problems(path: str | Path, limit: int | None = None) -> list[Problem]:
-    """The problems of a stored file (a prepared parquet, a benchmark-like jsonl of ``id``, ``problem``,
-    ``answer``, ...), by :func:`problem_of_row` in the format the file records; the id is the row's ``id``, else
-    its position. Strict: a bad row or a repeated id is a SourceError naming the file and row."""
+    """The problems of a stored file (a prepared parquet, verl's RL parquet of ``dft.data.rl``, a jsonl of ``id``,
+    ``problem``, ``answer``, ...), by :func:`problem_of_row` in the format the file records; the id is the row's
+    ``id``, else its position. Strict: a bad row or a repeated id is a SourceError naming the file and row."""
     fmt = file_format_of(path)
 
     def convert(row, index: int) -> Problem:
+        if "extra_info" in row and "reward_model" in row:  # an RL row: the input row's id, problem and gold
+            info, gold = row["extra_info"], str(row["reward_model"]["ground_truth"])
+            return Problem(str(info.get("source_id") or info["id"]), str(info["problem"]), gold)
         problem, gold, _ = problem_of_row(row, fmt)
         return Problem(str(row["id"]) if row.get("id") is not None else str(index), problem, gold)
 

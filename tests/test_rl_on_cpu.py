@@ -25,7 +25,7 @@ from dft.data import math as math_prep
 from dft.data import rl
 from dft.data.common import DataPrepError, PrepOptions, chat_cot_user, prepare
 from dft.eval.prompts import build_prompt
-from dft.problems import last_boxed
+from dft.problems import last_boxed, read_problems
 from dft.reward import compute_score
 
 DATA_DIR = Path(os.environ.get("DFT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
@@ -229,6 +229,8 @@ def test_prepared_sft_parquet_becomes_the_same_problems_and_golds(tmp_path):
         problem = r["extra_info"]["problem"]
         assert r["reward_model"]["ground_truth"] == s["gold"] == last_boxed(originals[problem])
         assert r["data_source"] == s["source"] == "math"
+    # and rejection sampling reads the RL file as the same problems (recipes/table3 chooses them once)
+    assert read_problems(tmp_path / "rl" / "train.parquet") == read_problems(sft / "train.parquet")
 
 
 @needs_data
@@ -357,22 +359,27 @@ def dry_run(args=(), **env):
     return shlex.split(result.stdout)
 
 
-@pytest.mark.parametrize("algo", sorted(CONFIGS))
-def test_launcher_command_runs_verls_main_ppo_up_to_ray(algo, tiny, tmp_path, monkeypatch, capsys):
+def main_ppo_up_to_ray(cmd, tmp_path, monkeypatch, capsys):
+    """verl's real entry point parses the launcher's command (Hydra), sets the device and validates; the config
+    it would hand to Ray is returned instead of starting Ray."""
     import verl.trainer.main_ppo as main_ppo
 
-    env = {"ALGO": algo, "GPUS_PER_NODE": "8", "MODEL": str(tiny.model_dir), "DATA_DIR": str(tmp_path / "rl")}
-    cmd = dry_run(["trainer.total_epochs=3"], **env)
-    assert cmd[:3] == ["python", "-m", "verl.trainer.main_ppo"]
-    assert cmd[cmd.index("--config-name") + 1] == CONFIGS[algo]
-    # verl's real entry point parses the command (Hydra), sets the device and validates; Ray would start next
     started = {}
     monkeypatch.setattr(main_ppo, "run_ppo", lambda config, task_runner_class: started.update(config=config))
     hydra_quiet = ["hydra/job_logging=none", "hydra/hydra_logging=none", f"hydra.run.dir={tmp_path}"]
     monkeypatch.setattr(sys, "argv", ["main_ppo", *cmd[3:], *hydra_quiet])
     main_ppo.main()
     assert VALIDATED in capsys.readouterr().out
-    cfg = started["config"]
+    return started["config"]
+
+
+@pytest.mark.parametrize("algo", sorted(CONFIGS))
+def test_launcher_command_runs_verls_main_ppo_up_to_ray(algo, tiny, tmp_path, monkeypatch, capsys):
+    env = {"ALGO": algo, "GPUS_PER_NODE": "8", "MODEL": str(tiny.model_dir), "DATA_DIR": str(tmp_path / "rl")}
+    cmd = dry_run(["trainer.total_epochs=3"], **env)
+    assert cmd[:3] == ["python", "-m", "verl.trainer.main_ppo"]
+    assert cmd[cmd.index("--config-name") + 1] == CONFIGS[algo]
+    cfg = main_ppo_up_to_ray(cmd, tmp_path, monkeypatch, capsys)
     assert cfg.algorithm.adv_estimator == {"grpo": "grpo", "ppo": "gae"}[algo]
     assert (cfg.trainer.n_gpus_per_node, cfg.trainer.nnodes, cfg.trainer.total_epochs) == (8, 1, 3)
     assert cfg.actor_rollout_ref.model.path == str(tiny.model_dir)
@@ -390,21 +397,13 @@ def test_launcher_refuses_an_unknown_algorithm():
 
 
 def test_cpu_setting_validates_and_rolls_out_with_hugging_face_on_two_processes(tiny, tmp_path, monkeypatch, capsys):
-    import verl.trainer.main_ppo as main_ppo
-
     from dft.hf_rollout import HFReplica, HFServerAdapter
 
     # no GPU here: the launcher leaves the process count to the CPU setting instead of refusing to start
     env = {"ALGO": "ppo", "GPUS_PER_NODE": "0", "MODEL": str(tiny.model_dir), "DATA_DIR": str(tmp_path / "rl")}
     cmd = dry_run(["rl_setting=tiny-cpu"], **env)
     assert not any(arg.startswith("trainer.n_gpus_per_node=") for arg in cmd)
-    started = {}
-    monkeypatch.setattr(main_ppo, "run_ppo", lambda config, task_runner_class: started.update(config=config))
-    hydra_quiet = ["hydra/job_logging=none", "hydra/hydra_logging=none", f"hydra.run.dir={tmp_path}"]
-    monkeypatch.setattr(sys, "argv", ["main_ppo", *cmd[3:], *hydra_quiet])
-    main_ppo.main()
-    assert VALIDATED in capsys.readouterr().out
-    cfg = started["config"]
+    cfg = main_ppo_up_to_ray(cmd, tmp_path, monkeypatch, capsys)
     built = validate_like_verl(cfg)
     assert (cfg.trainer.device, cfg.trainer.n_gpus_per_node, cfg.ray_kwargs.ray_init.num_gpus) == ("cpu", 2, 2)
     assert (built["actor_rollout_ref.actor"].strategy, built["critic"].strategy) == ("fsdp2", "fsdp2")

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import hydra
 import pandas as pd
-import pyarrow.parquet as pq
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
@@ -44,17 +43,6 @@ from dft.problems import Problem, read_problems
 
 # Samples are drawn in the chat format the RFT data trains on: the SFT user turn in the model's chat template.
 PROMPT = "chat-cot"
-RL_COLUMNS = ("extra_info", "reward_model")  # a verl RL parquet (python -m dft.data.rl)
-
-
-def load_problems(path: str) -> list[Problem]:
-    """Problems from an RL parquet of ``dft.data.rl`` (so RFT and PPO/GRPO start from the same problems, chosen
-    once), else by :func:`dft.problems.read_problems` (a prepared SFT parquet, a jsonl of id, problem, gold)."""
-    if str(path).endswith(".parquet") and set(RL_COLUMNS) <= set(pq.read_schema(path).names):
-        frame = pd.read_parquet(path, columns=list(RL_COLUMNS))
-        return [Problem(str(extra["source_id"] or extra["id"]), str(extra["problem"]), str(reward["ground_truth"]))
-                for extra, reward in zip(frame["extra_info"], frame["reward_model"])]  # fmt: skip
-    return read_problems(path)
 
 
 def sft_rows(problems: list[Problem], rows: dict, n: int, fmt: str = "chat") -> list[dict]:
@@ -123,7 +111,7 @@ def write_sft_parquet(rows: list[dict], fmt: str, out: Path) -> None:
 def run(cfg) -> dict:
     cfg.model = resolve_model(cfg.model)  # a verl run folder: its latest checkpoint, as dft.eval takes it
     out = Path(cfg.out)
-    problems = load_problems(cfg.input)
+    problems = read_problems(cfg.input)
     digest = problems_digest(problems)
     problems = problems[: cfg.limit] if cfg.limit else problems
     rows = sample_and_verify(cfg, problems, out, digest)
