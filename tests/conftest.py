@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from forked import run_forked
 
 from dft.tiny import build_tiny_assets
 
@@ -42,11 +43,17 @@ def tiny_overrides(tiny, run_dir, steps):
 
 
 def run_module(module, args, log_path, nproc=None, timeout=600):
-    """Run ``python -m module args`` (under torchrun when nproc is given); return the process result."""
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd = (launcher if nproc else [sys.executable]) + ["-m", module, *args]
+    """Run ``python -m module args`` (as torchrun's ``nproc`` processes when nproc is given); return the result.
+
+    The processes are forks of this one (tests/forked.py: no interpreter start-up per run), or real
+    ``python``/``torchrun`` processes with ``DFT_TESTS_SUBPROCESS=1``.
+    """
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(log_path), PYTHONUNBUFFERED="1")
+    if os.environ.get("DFT_TESTS_SUBPROCESS") != "1":
+        return run_forked(module, [str(a) for a in args], env, REPO, nproc, timeout)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    cmd = (launcher if nproc else [sys.executable]) + ["-m", module, *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
