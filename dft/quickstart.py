@@ -13,7 +13,8 @@
 5. prints a table in the layout of the paper's Table 1 and writes ``results.json`` and per-response files.
 
 Run it again and finished stages are reused: a trained checkpoint is not retrained, an interrupted training
-run resumes from its last checkpoint.
+run resumes from its last checkpoint. Each run folder records the command that made it (``command.json``); run
+with other options, the same folder is refused rather than reused or resumed.
 """
 
 import argparse
@@ -33,6 +34,7 @@ from dft.eval.grading import Grader
 from dft.eval.model_format import ModelFormat
 from dft.eval.prompts import build_prompt
 from dft.eval.runner import git_commit, run_benchmark, summarize
+from dft.io import write_json_atomic
 from dft.problems import BadRow, read_jsonl, read_problems
 from dft.tiny import build_tiny_assets, write_sft_parquet
 
@@ -74,12 +76,29 @@ def _wait_with_progress(proc: subprocess.Popen, log_path: Path, steps: int, desc
             bar.refresh()
 
 
+def claim_run_dir(run_dir: Path, command: list[str]) -> None:
+    """Record in ``run_dir`` the command that makes its run; refuse a folder whose run another command made (a
+    finished run would be reused, an unfinished one resumed: either would mix two runs). The folder's own path is
+    recorded as ``{run_dir}``, so a moved folder is still its run."""
+    command = [str(arg).replace(str(run_dir), "{run_dir}") for arg in command]
+    record = run_dir / "command.json"
+    if record.exists():
+        before = json.loads(record.read_text())
+        if before != command:
+            ours, theirs = sorted(set(command) - set(before)), sorted(set(before) - set(command))
+            raise SystemExit(f"{run_dir} holds a run made by another command: it has {theirs} where this one has "
+                             f"{ours}; use another --out, or delete {run_dir} to train it anew")  # fmt: skip
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(record, command)
+
+
 def train(overrides: list[str], run_dir: Path, steps: int, desc: str) -> Path:
-    """Run dft.train (or reuse a finished run); return the final checkpoint's Hugging Face directory."""
+    """Run dft.train (or reuse a finished run of the same overrides); return the final checkpoint's HF directory."""
+    claim_run_dir(run_dir, overrides)
     hf_dir = run_dir / "ckpt" / f"global_step_{steps}" / "huggingface"
     if (hf_dir / "model.safetensors").exists():
         return hf_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dft.train"]
     cmd += overrides
     log_path = run_dir / "metrics.jsonl"
@@ -140,6 +159,12 @@ def split_pretrain_finetune(assets, n_pretrain: int) -> tuple[Path, Path]:
     return pretrain, finetune
 
 
+def build_assets(out: Path, n_train: int, n_test: int):
+    """The tiny model and problems in ``out/tiny``, for these counts only (the splits and runs made from them stay)."""
+    claim_run_dir(out / "tiny", [f"--n-train={n_train}", f"--n-test={n_test}"])
+    return build_tiny_assets(out / "tiny", n_train=n_train, n_val=64, n_test=n_test, seed=0)
+
+
 PRETRAIN_LR = 3e-3
 
 
@@ -157,10 +182,10 @@ def train_all(assets, out: Path, pretrain_steps: int, steps: int, lr: float) -> 
     return models, overrides
 
 
-def run(out: Path, pretrain_steps: int, steps: int, lr: float, n_train: int, max_new_tokens: int) -> dict:
+def run(out: Path, pretrain_steps: int, steps: int, lr: float, n_train: int, n_test: int, max_new_tokens: int) -> dict:
     """The whole quickstart; returns what it writes to ``out/results.json``."""
     start = time.time()
-    assets = build_tiny_assets(out / "tiny", n_train=n_train, n_val=64, n_test=200, seed=0)
+    assets = build_assets(out, n_train, n_test)
     models, overrides = train_all(assets, out, pretrain_steps, steps, lr)
     params = replace(GREEDY, max_new_tokens=max_new_tokens)
     results = evaluate_rows(models, assets.test_jsonl, out, params)
@@ -182,7 +207,7 @@ def main(argv=None) -> None:
     from dft import quickstart_table3
 
     parser = argparse.ArgumentParser(
-        description="Tiny end-to-end DFT vs SFT run on CPU (about 2.5 min on 2 cores).",
+        description="Tiny end-to-end DFT vs SFT run on CPU (Table 1; table3 adds the paper's baselines).",
         formatter_class=DefaultsHelpFormatter,
     )
     tables = "table1: Base, SFT, DFT (default); table3: the offline and online baselines too"
@@ -192,12 +217,14 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per loss (batch 32)")
     parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     parser.add_argument("--n-train", type=int, default=4000, help="training problems (half pretrain, half fine-tune)")
+    parser.add_argument("--n-test", type=int, default=200, help="held-out problems every row is evaluated on")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per evaluated answer")
     quickstart_table3.add_arguments(parser.add_argument_group("table3"))
     args = parser.parse_args(argv)
     if args.table == "table3":
         return quickstart_table3.main(args)
-    summary = run(args.out.resolve(), args.pretrain_steps, args.steps, args.lr, args.n_train, args.max_new_tokens)
+    out = args.out.resolve()
+    summary = run(out, args.pretrain_steps, args.steps, args.lr, args.n_train, args.n_test, args.max_new_tokens)
     print()
     print(format_table(summary["results"], f"tiny-math ({summary['benchmark']['n']})"))
     print(f"\nresults: {args.out / 'results.json'}   wall time: {summary['wall_s']:.0f} s")

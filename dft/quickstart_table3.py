@@ -7,14 +7,16 @@ The offline and online settings of sec. 4.2 on the quickstart's tiny model, thro
 2. Offline: rejection sampling from Base (``dft.data.rft``: 4 samples per fine-tuning problem at temperature
    1.0, verified by math-verify); SFT (the "RFT" row), iw-SFT and DFT on the accepted samples; DPO on the
    (correct, incorrect) pairs, scored by Base.
-3. Online: PPO (GAE, a critic) and GRPO (4 responses per prompt) through verl's own ``main_ppo``
+3. Online: PPO (GAE, a critic) and GRPO (8 responses per prompt) through verl's own ``main_ppo``
    (``scripts/train_rl.sh rl_setting=tiny-cpu``: 2 training processes, the Hugging Face rollout) on the same
    problems, rewarded by math-verify (``dft.reward``).
 4. Every row is evaluated as in Table 1 (greedy, math-verify), printed in the paper's row order and written,
    with the commands' settings and the RFT report, to ``results_table3.json``.
 
 A stage whose output exists is reused and an interrupted one resumes (training from its last checkpoint,
-sampling and scoring from their kill-safe files), so the command can be run again after a kill.
+sampling and scoring from their kill-safe files), so the command can be run again after a kill. The ``table3``
+folder records the options that made it, as each run folder records its command (``command.json``); other options
+are refused rather than mixed in (``--rl-steps`` may grow: PPO and GRPO go on from their last checkpoints).
 """
 
 import json
@@ -29,7 +31,6 @@ from dft import quickstart as qs
 from dft.checkpoints import resolve_model
 from dft.eval.runner import git_commit
 from dft.io import write_json_atomic
-from dft.tiny import build_tiny_assets
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ("Base", "SFT", "iw-SFT", "DFT", "DPO (offline)", "RFT (offline)", "PPO (online)", "GRPO (online)",
@@ -112,6 +113,10 @@ def rl_data(problems_parquet: Path, out: Path, n: int) -> Path:
 
 
 HF_CHECKPOINT = "[model,optimizer,extra,hf_model]"  # with Hugging Face weights, for the evaluation
+# responses per prompt: the tiny Base earns the reward with ~7% of its samples at temperature 1 (0-30% by prompt), so
+# with the paper's 4 a step of 16 prompts has no reward at all (every advantage 0, nothing learned) in ~1 run of 200;
+# with 8, in ~1 of 40 000 (per-prompt rates measured on the first step's prompts, 160 samples each)
+RESPONSES = {"grpo": 8, "ppo": 1}
 
 
 def train_online(algo: str, base: Path, data: Path, run_dir: Path, steps: int, lr: float, *extra: str) -> Path:
@@ -120,16 +125,19 @@ def train_online(algo: str, base: Path, data: Path, run_dir: Path, steps: int, l
     Saves every step (actor with Hugging Face weights, which dft.eval finds in the run folder), logs metrics to
     ``metrics.jsonl`` and every rollout, with its reward, to ``rollouts/<step>.jsonl``.
     """
+    inputs = {"ALGO": algo, "MODEL": str(base), "DATA_DIR": str(data)}
+    args = ["rl_setting=tiny-cpu", "trainer.save_freq=1", f"trainer.default_local_dir={run_dir / 'ckpt'}",
+            f"trainer.rollout_data_dir={run_dir / 'rollouts'}", "trainer.logger=[console,file]",
+            "trainer.max_actor_ckpt_to_keep=1", "trainer.max_critic_ckpt_to_keep=1",
+            f"actor_rollout_ref.actor.optim.lr={lr}", f"actor_rollout_ref.rollout.n={RESPONSES[algo]}",
+            f"actor_rollout_ref.actor.checkpoint.save_contents={HF_CHECKPOINT}", *extra]  # fmt: skip
+    # the step count is left out of the record: a run may go on to more steps, resuming from its last checkpoint
+    qs.claim_run_dir(run_dir, [f"{k}={v}" for k, v in inputs.items()] + args)
     final = run_dir / "ckpt" / f"global_step_{steps}"
     if not final.is_dir():
-        env = dict(os.environ, ALGO=algo, MODEL=str(base), DATA_DIR=str(data), RAY_ADDRESS="",
-                   VERL_FILE_LOGGER_PATH=str(run_dir / "metrics.jsonl"), PYTHONUNBUFFERED="1")  # fmt: skip
-        args = ["rl_setting=tiny-cpu", f"trainer.total_training_steps={steps}", "trainer.save_freq=1",
-                f"trainer.default_local_dir={run_dir / 'ckpt'}", f"trainer.rollout_data_dir={run_dir / 'rollouts'}",
-                "trainer.logger=[console,file]", "trainer.max_actor_ckpt_to_keep=1",
-                "trainer.max_critic_ckpt_to_keep=1", f"actor_rollout_ref.actor.optim.lr={lr}",
-                f"actor_rollout_ref.actor.checkpoint.save_contents={HF_CHECKPOINT}", *extra]  # fmt: skip
-        script = ["bash", str(REPO / "scripts" / "train_rl.sh"), *args]
+        env = dict(os.environ, **inputs, RAY_ADDRESS="", VERL_FILE_LOGGER_PATH=str(run_dir / "metrics.jsonl"),
+                   PYTHONUNBUFFERED="1")  # fmt: skip
+        script = ["bash", str(REPO / "scripts" / "train_rl.sh"), *args, f"trainer.total_training_steps={steps}"]
         run_logged(script, run_dir / "train.log", f"{algo} (online)", env=env)
     return Path(resolve_model(str(run_dir / "ckpt")))
 
@@ -195,7 +203,10 @@ def format_table(results: dict, benchmark: str) -> str:
 def run(opts: Table3Options) -> dict:
     """The whole Table 3 quickstart; returns what it writes to ``out/results_table3.json``."""
     start = time.time()
-    assets = build_tiny_assets(opts.out / "tiny", n_train=opts.n_train, n_val=64, n_test=opts.n_test, seed=0)
+    # the data's counts are recorded with the data; the RL runs record their own commands
+    recorded = {k: v for k, v in asdict(opts).items() if k not in ("out", "n_train", "n_test", "rl_steps")}
+    qs.claim_run_dir(opts.out / "table3", [f"--{k.replace('_', '-')}={v}" for k, v in recorded.items()])
+    assets = qs.build_assets(opts.out, opts.n_train, opts.n_test)
     models, overrides, finetune = base_and_sft_rows(assets, opts)
     offline, rft_report = offline_rows(models["Base"], finetune, opts)
     models.update(offline)
@@ -227,7 +238,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dpo-lr", type=float, default=1e-4, help="DPO learning rate")
     parser.add_argument("--rl-steps", type=int, default=8, help="PPO and GRPO steps (16 prompts each)")
     parser.add_argument("--rl-lr", type=float, default=1e-4, help="PPO and GRPO actor learning rate")
-    parser.add_argument("--n-test", type=int, default=200, help="held-out problems every row is evaluated on")
     parser.add_argument("--base", type=Path, default=None, help="use this Base model instead of pretraining one")
 
 

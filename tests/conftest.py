@@ -42,14 +42,16 @@ def tiny_overrides(tiny, run_dir, steps):
     ]
 
 
-def run_module(module, args, log_path, nproc=None, timeout=600):
+def run_module(module, args, log_path=None, nproc=None, timeout=600):
     """Run ``python -m module args`` (as torchrun's ``nproc`` processes when nproc is given); return the result.
 
-    The processes are forks of this one (tests/forked.py: no interpreter start-up per run), or real
-    ``python``/``torchrun`` processes with ``DFT_TESTS_SUBPROCESS=1``.
+    verl's file logger writes to ``log_path`` when given. The processes are forks of this one (tests/forked.py: no
+    interpreter start-up per run), or real ``python``/``torchrun`` processes with ``DFT_TESTS_SUBPROCESS=1``.
     """
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(log_path), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if log_path is not None:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        env["VERL_FILE_LOGGER_PATH"] = str(log_path)
     if os.environ.get("DFT_TESTS_SUBPROCESS") != "1":
         return run_forked(module, [str(a) for a in args], env, REPO, nproc, timeout)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]

@@ -5,18 +5,21 @@ a 2-core machine more than a tiny model's training takes. The test process impor
 forked from it, with the environment torchrun gives its workers (ranks, world size, a rendezvous port), one
 thread and sequential tokenization (neither OpenMP's nor the tokenizers' thread pool survives a fork), and
 executes the module as ``__main__`` with ``runpy``: the command line's own code (preflight, Hydra, the
-trainer), in its own processes, so no state of one run reaches another or the tests. Output goes to files per
-rank, returned like ``subprocess.run``'s. ``DFT_TESTS_SUBPROCESS=1`` runs real ``python``/``torchrun``
-instead (tests/conftest.py ``run_module``).
+trainer), in its own processes, so no state of one run reaches another or the tests.
 
-The commands that tests run through the real launchers (the quickstarts, ``scripts/*.sh``, the CLI tests)
-keep covering interpreter start-up and torchrun itself.
+``run_forked`` is ``subprocess.run`` of such a command, with the output of every rank returned;
+``ForkedPopen`` is ``subprocess.Popen`` of a ``python -m``/torchrun command line, and ``forking_subprocess``
+a stand-in for the ``subprocess`` module that forks those command lines and runs any other (bash, git) for
+real, for a command that launches stages itself (tests/forked_quickstart.py). ``DFT_TESTS_SUBPROCESS=1``
+runs real ``python``/``torchrun`` instead (tests/conftest.py). The commands that tests run through the real
+launchers (the Table 1 quickstart, ``scripts/*.sh``, the CLI tests) keep covering interpreter start-up and
+torchrun itself.
 """
 
 import os
 import runpy
 import signal
-import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,13 +27,7 @@ import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
-PREIMPORTED = ("torch", "transformers", "verl.trainer.sft_trainer", "dft.trainer", "hydra")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+PREIMPORTED = ("verl.trainer.sft_trainer", "dft.trainer")  # torch, transformers and hydra with them
 
 
 def torchrun_env(rank: int, nproc: int, port: int) -> dict:
@@ -42,6 +39,20 @@ def torchrun_env(rank: int, nproc: int, port: int) -> dict:
     return {key: str(value) for key, value in env.items()}
 
 
+def parse_command(cmd: list) -> tuple[str, list, int | None] | None:
+    """(module, args, nproc) of ``python -m module args`` or of ``python -m torch.distributed.run --standalone
+    --nproc_per_node=N -m module args`` (nproc None for the first); None for any other command line."""
+    cmd = [str(c) for c in cmd]
+    if len(cmd) < 3 or cmd[0] != sys.executable or cmd[1] != "-m":
+        return None
+    if cmd[2] != "torch.distributed.run":
+        return cmd[2], cmd[3:], None
+    options, rest = cmd[3:5], cmd[5:]
+    if options[0] != "--standalone" or not options[1].startswith("--nproc_per_node=") or rest[:1] != ["-m"]:
+        return None
+    return rest[1], rest[2:], int(options[1].split("=", 1)[1])
+
+
 def _exit_code(exit: SystemExit) -> int:
     if exit.code is None or isinstance(exit.code, int):
         return exit.code or 0
@@ -49,8 +60,8 @@ def _exit_code(exit: SystemExit) -> int:
     return 1
 
 
-def _child(module: str, args: list, env: dict, cwd: Path, out: Path, err: Path) -> None:
-    """In the forked process: run the module as ``__main__`` with its output in ``out``/``err``; never return."""
+def _child(module: str, args: list, env: dict, cwd: str, out_fd: int, err_fd: int) -> None:
+    """In the forked process: run the module as ``__main__`` writing to ``out_fd``/``err_fd``; never return."""
     code = 1
     try:
         os.chdir(cwd)
@@ -59,8 +70,8 @@ def _child(module: str, args: list, env: dict, cwd: Path, out: Path, err: Path) 
         # nor does the tokenizers' thread pool: its fork handler turns parallelism off, and verl's trainer module
         # turned it on in the parent's environment (copied into ``env``); a pooled encode would wait forever
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-        for fd, path in ((1, out), (2, err)):
-            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
         sys.stdout = open(1, "w", buffering=1, closefd=False)
         sys.stderr = open(2, "w", buffering=1, closefd=False)
         import torch
@@ -82,44 +93,95 @@ def _child(module: str, args: list, env: dict, cwd: Path, out: Path, err: Path) 
         os._exit(code)
 
 
-def _wait(pids: list, timeout: float) -> list:
-    """Exit codes of ``pids``; when one fails or time runs out, the others are killed (as torchrun does)."""
-    codes, deadline = {}, time.monotonic() + timeout
-    while len(codes) < len(pids):
-        for pid in pids:
-            if pid not in codes:
+class ForkedPopen:
+    """``subprocess.Popen`` of ``python -m module args`` (``nproc`` None) or of torchrun's ``nproc`` workers of it,
+    as forks; ``outputs[i]`` is rank i's (stdout fd, stderr fd). When one rank fails the others are killed, as
+    torchrun does, and ``returncode`` is the first failing exit code."""
+
+    def __init__(self, module: str, args: list, env: dict, cwd, nproc: int | None, outputs: list):
+        from torch.distributed.elastic.utils.distributed import get_free_port
+
+        for name in PREIMPORTED:
+            __import__(name)
+        ranks = [None] if nproc is None else list(range(nproc))
+        port = get_free_port()
+        sys.stdout.flush(), sys.stderr.flush()
+        self.pids, self.codes, self.returncode = [], {}, None
+        for rank, (out_fd, err_fd) in zip(ranks, outputs):
+            rank_env = dict(env) if rank is None else {**env, **torchrun_env(rank, nproc, port)}
+            pid = os.fork()
+            if pid == 0:
+                _child(module, [str(a) for a in args], rank_env, str(cwd), out_fd, err_fd)
+            self.pids.append(pid)
+
+    @classmethod
+    def of_command(cls, cmd: list, stdout=None, stderr=None, env=None, cwd=None) -> "ForkedPopen":
+        """From a command line (``parse_command``) with Popen's stdout/stderr: files, ``STDOUT`` or None."""
+        module, args, nproc = parse_command(cmd)
+        out_fd = stdout.fileno() if stdout is not None else 1
+        err_fd = out_fd if stderr == subprocess.STDOUT else stderr.fileno() if stderr is not None else 2
+        outputs = [(out_fd, err_fd)] * (nproc or 1)
+        return cls(module, args, dict(os.environ) if env is None else env, cwd or os.getcwd(), nproc, outputs)
+
+    def _kill_the_rest(self) -> None:
+        for pid in self.pids:
+            if pid not in self.codes:
+                os.kill(pid, signal.SIGKILL)
+                self.codes[pid] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+    def poll(self) -> int | None:
+        for pid in self.pids:
+            if pid not in self.codes:
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
-                    codes[pid] = os.waitstatus_to_exitcode(status)
-        failed = any(code != 0 for code in codes.values())
-        if failed or time.monotonic() > deadline:
-            for pid in pids:
-                if pid not in codes:
-                    os.kill(pid, signal.SIGKILL)
-                    codes[pid] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        time.sleep(0.05)
-    return [codes[pid] for pid in pids]
+                    self.codes[pid] = os.waitstatus_to_exitcode(status)
+        if any(code != 0 for code in self.codes.values()):
+            self._kill_the_rest()
+        if len(self.codes) == len(self.pids):
+            self.returncode = next((self.codes[pid] for pid in self.pids if self.codes[pid] != 0), 0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                self._kill_the_rest()
+                return self.poll()
+            time.sleep(0.05)
+        return self.returncode
 
 
 def run_forked(module: str, args: list, env: dict, cwd: Path, nproc: int | None, timeout: float) -> SimpleNamespace:
     """``python -m module args`` (nproc None) or torchrun's ``nproc`` workers of it; a ``subprocess.run``-like
     result: the first failing exit code, and stdout/stderr of every rank, rank 0 first."""
-    for name in PREIMPORTED:
-        __import__(name)
-    ranks = [None] if nproc is None else list(range(nproc))
-    port = _free_port()
-    sys.stdout.flush(), sys.stderr.flush()
     with tempfile.TemporaryDirectory() as tmp:
-        files = [(Path(tmp) / f"{i}.out", Path(tmp) / f"{i}.err") for i in range(len(ranks))]
-        pids = []
-        for rank, (out, err) in zip(ranks, files):
-            rank_env = dict(env) if rank is None else {**env, **torchrun_env(rank, nproc, port)}
-            pid = os.fork()
-            if pid == 0:
-                _child(module, args, rank_env, cwd, out, err)
-            pids.append(pid)
-        codes = _wait(pids, timeout)
-        stdout = "".join(out.read_text(errors="replace") for out, _ in files)
-        stderr = "".join(err.read_text(errors="replace") for _, err in files)
-    returncode = next((code for code in codes if code != 0), 0)
+        paths = [(Path(tmp) / f"{i}.out", Path(tmp) / f"{i}.err") for i in range(nproc or 1)]
+        files = [tuple(open(path, "w") for path in pair) for pair in paths]
+        try:
+            proc = ForkedPopen(module, args, env, cwd, nproc, [(out.fileno(), err.fileno()) for out, err in files])
+            returncode = proc.wait(timeout)
+        finally:
+            for pair in files:
+                for file in pair:
+                    file.close()
+        stdout = "".join(out.read_text(errors="replace") for out, _ in paths)
+        stderr = "".join(err.read_text(errors="replace") for _, err in paths)
     return SimpleNamespace(returncode=returncode, stdout=stdout, stderr=stderr, args=[module, *args])
+
+
+def forking_subprocess() -> SimpleNamespace:
+    """A stand-in for the ``subprocess`` module, for a module that launches commands: ``Popen`` and ``run`` fork
+    ``python -m``/torchrun command lines (``ForkedPopen``) and run any other command for real."""
+
+    def popen(cmd, **kwargs):
+        if parse_command(cmd) is None:
+            return subprocess.Popen(cmd, **kwargs)
+        return ForkedPopen.of_command(cmd, **kwargs)
+
+    def run(cmd, **kwargs):
+        if parse_command(cmd) is None:
+            return subprocess.run(cmd, **kwargs)
+        proc = popen(cmd, **kwargs)
+        return subprocess.CompletedProcess(cmd, proc.wait())
+
+    return SimpleNamespace(Popen=popen, run=run, STDOUT=subprocess.STDOUT, PIPE=subprocess.PIPE)

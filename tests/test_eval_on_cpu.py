@@ -8,20 +8,23 @@ import subprocess
 import sys
 import time
 
-from conftest import REPO
+from conftest import REPO, run_module
 
 FIVE = "[math500,minerva_math,olympiadbench,aime24,amc23]"
 
 
-def eval_command(tiny, out, *overrides):
+def eval_args(tiny, out, *overrides):
     # the tiny model has no preset, so no paper prompt: it is evaluated in the chat format it was trained on
-    return [sys.executable, "-m", "dft.eval", f"model={tiny.model_dir}", f"out={out}", "prompt=chat-cot",
-            "sampling.max_new_tokens=24", "grading.workers=1", *overrides]  # fmt: skip
+    return [f"model={tiny.model_dir}", f"out={out}", "prompt=chat-cot", "sampling.max_new_tokens=24",
+            "grading.workers=1", *overrides]  # fmt: skip
 
 
-def run_eval(tiny, out, *overrides, timeout=600, ok=True):
-    result = subprocess.run(eval_command(tiny, out, *overrides), cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout)  # fmt: skip
+def eval_command(tiny, out, *overrides):
+    return [sys.executable, "-m", "dft.eval", *eval_args(tiny, out, *overrides)]
+
+
+def run_eval(tiny, out, *overrides, ok=True):
+    result = run_module("dft.eval", eval_args(tiny, out, *overrides))
     assert (result.returncode == 0) is ok, result.stdout[-3000:] + result.stderr[-5000:]
     return result.stdout if ok else result.stderr
 
@@ -70,7 +73,10 @@ def test_a_killed_run_resumes_without_regenerating_or_duplicating(tiny, tmp_path
 
 
 def test_ray_data_parallel_replicas_give_every_problem_its_samples(tiny, tmp_path):
-    run_eval(tiny, tmp_path, "benchmarks=[amc23]", "limit=4", "sampling.n=2", "data_parallel=2")
+    # a real process: Ray's driver is not forked from the tests' process
+    cmd = eval_command(tiny, tmp_path, "benchmarks=[amc23]", "limit=4", "sampling.n=2", "data_parallel=2")
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     rows = read_rows(tmp_path / "amc23.jsonl")
     assert sorted((r["id"], r["sample"]) for r in rows) == sorted({(r["id"], s) for r in rows for s in (0, 1)})
     assert len(rows) == 8
@@ -79,8 +85,7 @@ def test_ray_data_parallel_replicas_give_every_problem_its_samples(tiny, tmp_pat
 def test_paper_prompt_for_a_faithful_qwen_and_a_folder_that_refuses_another_model(tiny, faithful_tiny, tmp_path):
     qwen = faithful_tiny("qwen2.5-math-1.5b")
     args = ("benchmarks=[amc23]", "limit=2", "sampling.n=2", "sampling.max_new_tokens=8")
-    cmd = [sys.executable, "-m", "dft.eval", f"model={qwen}", f"out={tmp_path}", "grading.workers=1", *args]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = run_module("dft.eval", [f"model={qwen}", f"out={tmp_path}", "grading.workers=1", *args])
     assert result.returncode == 0, result.stderr[-5000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["prompt_template"] == "qwen-boxed" and summary["context"] == 4096  # prompt=auto, from the preset

@@ -66,10 +66,9 @@ def tiny_benchmark_dir(tiny, root):
 
 
 def evaluate(model, data_dir, out):
-    cmd = [sys.executable, "-m", "dft.eval", f"model={model}", "source=local", f"data_dir={data_dir}",
-           "prompt=chat-cot", "benchmarks=[aime24]", "limit=4", "sampling.n=2", "sampling.max_new_tokens=24",
-           "grading.workers=1", f"out={out}"]  # fmt: skip
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    args = [f"model={model}", "source=local", f"data_dir={data_dir}", "prompt=chat-cot", "benchmarks=[aime24]",
+            "limit=4", "sampling.n=2", "sampling.max_new_tokens=24", "grading.workers=1", f"out={out}"]  # fmt: skip
+    result = run_module("dft.eval", args, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return json.loads((out / "summary.json").read_text())
 

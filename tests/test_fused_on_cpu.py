@@ -152,29 +152,29 @@ import dft.cpu_platform
 from transformers import AutoModelForCausalLM
 from verl.models.transformers.monkey_patch import apply_monkey_patch
 from verl.utils.fsdp_utils import apply_fsdp2
-dist.init_process_group("gloo", rank=0, world_size=1, init_method="tcp://127.0.0.1:29533")
-model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32, attn_implementation="sdpa")
-apply_monkey_patch(model, use_remove_padding=False, use_fused_kernels=True, fused_kernels_backend="torch")
-apply_fsdp2(model, {}, {})
-ids = torch.randint(0, model.config.vocab_size, (1, 16))
-try:
-    print("log_probs", tuple(model(input_ids=ids, return_dict=True).log_probs.shape))
-except RuntimeError as err:
-    print("error", err)
+from torch.distributed.elastic.utils.distributed import get_free_port
+dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{get_free_port()}")
+for name, path in zip(sys.argv[1::2], sys.argv[2::2]):
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa")
+    apply_monkey_patch(model, use_remove_padding=False, use_fused_kernels=True, fused_kernels_backend="torch")
+    apply_fsdp2(model, {}, {})
+    ids = torch.randint(0, model.config.vocab_size, (1, 16))
+    try:
+        print(name, "log_probs", tuple(model(input_ids=ids, return_dict=True).log_probs.shape))
+    except RuntimeError as err:
+        print(name, "error", err)
 """
 
 
 def test_the_refusal_matches_verl_untied_heads_fail_under_fsdp2_and_tied_heads_run(tiny, untied):
     """verl's own pieces, no dft: its fused forward on an FSDP2-wrapped model. If a verl upgrade makes the untied
     case run, this test fails and the refusal in dft/fused.py can go."""
-    outputs = {}
-    for name, model_dir in (("tied", tiny.model_dir), ("untied", untied)):
-        result = subprocess.run([sys.executable, "-c", FSDP2_FORWARD, str(model_dir)], cwd=REPO, capture_output=True,
-                                text=True, timeout=300)  # fmt: skip
-        check_ok(result)
-        outputs[name] = result.stdout
-    assert "log_probs (1, 16)" in outputs["tied"]
-    assert "aten.mm.default got mixed torch.Tensor and DTensor" in outputs["untied"]
+    args = ["tied", str(tiny.model_dir), "untied", str(untied)]
+    result = subprocess.run([sys.executable, "-c", FSDP2_FORWARD, *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    check_ok(result)
+    assert "tied log_probs (1, 16)" in result.stdout
+    assert "untied error aten.mm.default got mixed torch.Tensor and DTensor" in result.stdout
 
 
 @pytest.mark.parametrize("card", PAPER_CARDS)

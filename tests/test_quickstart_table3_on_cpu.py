@@ -6,10 +6,14 @@ tests/tiny_base.py: SFT, iw-SFT and DFT (``dft.train``, ``dft.ref_logprobs``), r
 each through ``scripts/train_rl.sh rl_setting=tiny-cpu`` (2 training processes, FSDP2 over gloo, the Hugging Face
 rollout of dft/hf_rollout.py, the math-verify reward of dft/reward.py on the Base's own responses). The RL tests
 read those runs' metrics and rollouts; one more ``main_ppo`` run resumes GRPO from its step-2 checkpoint.
+
+The quickstart's ``python -m``/torchrun stages are forked from the test process (tests/forked_quickstart.py; the
+Table 1 quickstart test runs its stages through the real launchers); ``main_ppo`` runs as a user runs it.
 """
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -17,10 +21,11 @@ import sys
 
 import pytest
 from conftest import REPO, read_log
+from forked import run_forked
 
 from dft.eval.grading import grade
 from dft.quickstart import slug
-from dft.quickstart_table3 import ROWS, train_online
+from dft.quickstart_table3 import RESPONSES, ROWS, train_online
 
 pytest.importorskip("transfer_queue", reason="verl's main_ppo imports TransferQueue: pip install -e '.[test]'")
 
@@ -32,8 +37,13 @@ ARGS = ["--n-train", "1024", "--steps", "4", "--offline-steps", "4", "--rft-prob
 
 
 def run_table3(out, base):
-    cmd = [sys.executable, "-m", "dft.quickstart", "table3", "--out", str(out), "--base", str(base), *ARGS]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    """The quickstart's stages through python/torchrun forked from this process (tests/forked_quickstart.py)."""
+    args = ["table3", "--out", str(out), "--base", str(base), *ARGS]
+    if os.environ.get("DFT_TESTS_SUBPROCESS") == "1":
+        cmd = [sys.executable, "-m", "dft.quickstart", *args]
+        result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
+    else:
+        result = run_forked("forked_quickstart", args, dict(os.environ), REPO, None, timeout=3600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
     return result.stdout
 
@@ -95,7 +105,10 @@ def check_rewards_are_math_verify_of_the_responses(run_dir, step, responses):
     rows = rollouts(run_dir, step)
     assert len(rows) == responses
     for row in rows:
-        assert row["score"] == float(grade(row["output"], row["gts"]).correct), row
+        # the reward is the evaluation's verdict on the last \boxed{} answer only (dft/reward.py): an answer the
+        # evaluation reads some other way (the last number) earns nothing
+        verdict = grade(row["output"], row["gts"])
+        assert row["score"] == float(verdict.correct and verdict.rule == "boxed"), (row, verdict)
     return [row["score"] for row in rows]
 
 
@@ -109,7 +122,7 @@ def test_grpo_steps_rewarded_by_math_verify_and_the_rollout_gets_the_updated_wei
     run_dir = table3[0] / "table3" / "grpo"
     log = read_log(run_dir / "metrics.jsonl")
     assert sorted(log) == [1, 2]
-    scores = [check_rewards_are_math_verify_of_the_responses(run_dir, step, 16 * 4) for step in (1, 2)]
+    scores = [check_rewards_are_math_verify_of_the_responses(run_dir, step, 16 * RESPONSES["grpo"]) for step in (1, 2)]
     assert 0 < sum(scores[0]) < len(scores[0])  # some right, some wrong: not every advantage is 0
     for step in (1, 2):
         check_rollout_follows_actor(log[step])
@@ -126,7 +139,7 @@ def test_ppo_steps_with_a_critic_and_gae(table3):
     log = read_log(run_dir / "metrics.jsonl")
     assert sorted(log) == [1, 2]
     for step in (1, 2):
-        check_rewards_are_math_verify_of_the_responses(run_dir, step, 16)
+        check_rewards_are_math_verify_of_the_responses(run_dir, step, 16 * RESPONSES["ppo"])
         check_rollout_follows_actor(log[step])
         for key in ("critic/vf_loss", "critic/values/mean", "critic/advantages/mean", "critic/returns/mean"):
             assert math.isfinite(log[step][key]), key
