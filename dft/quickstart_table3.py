@@ -50,9 +50,9 @@ class Table3Options:
     n_test: int = 200
     max_new_tokens: int = 64
     rft_problems: int = 500
-    offline_steps: int = 40
+    offline_steps: int = 30
     dpo_lr: float = 1e-4
-    rl_steps: int = 8
+    rl_steps: int = 6
     rl_lr: float = 1e-4
     base: Path | None = None  # an existing Base model instead of pretraining one
 
@@ -233,11 +233,14 @@ def run(opts: Table3Options) -> dict:
 
 def add_arguments(parser) -> None:
     """Table 3's own options (the Table 1 options set Base, SFT and DFT)."""
-    parser.add_argument("--rft-problems", type=int, default=500, help="problems for rejection sampling and RL")
-    parser.add_argument("--offline-steps", type=int, default=40, help="steps of each offline run (RFT, DPO)")
-    parser.add_argument("--dpo-lr", type=float, default=1e-4, help="DPO learning rate")
-    parser.add_argument("--rl-steps", type=int, default=8, help="PPO and GRPO steps (16 prompts each)")
-    parser.add_argument("--rl-lr", type=float, default=1e-4, help="PPO and GRPO actor learning rate")
+    defaults = Table3Options(out=Path())
+    parser.add_argument("--rft-problems", type=int, default=defaults.rft_problems,
+                        help="problems for rejection sampling and RL")  # fmt: skip
+    parser.add_argument("--offline-steps", type=int, default=defaults.offline_steps,
+                        help="steps of each offline run (RFT, DPO)")  # fmt: skip
+    parser.add_argument("--dpo-lr", type=float, default=defaults.dpo_lr, help="DPO learning rate")
+    parser.add_argument("--rl-steps", type=int, default=defaults.rl_steps, help="PPO and GRPO steps (16 prompts each)")
+    parser.add_argument("--rl-lr", type=float, default=defaults.rl_lr, help="PPO and GRPO actor learning rate")
     parser.add_argument("--base", type=Path, default=None, help="use this Base model instead of pretraining one")
 
 
