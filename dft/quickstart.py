@@ -13,8 +13,8 @@
 5. prints a table in the layout of the paper's Table 1 and writes ``results.json`` and per-response files.
 
 Run it again and finished stages are reused: a trained checkpoint is not retrained, an interrupted training
-run resumes from its last checkpoint. Each run folder records the command that made it (``command.json``); run
-with other options, the same folder is refused rather than reused or resumed.
+run resumes from its last checkpoint. Each run folder records the command that made it (``fingerprint.json``);
+run with other options, the same folder is refused rather than reused or resumed.
 """
 
 import argparse
@@ -34,7 +34,6 @@ from dft.eval.grading import Grader
 from dft.eval.model_format import ModelFormat
 from dft.eval.prompts import build_prompt
 from dft.eval.runner import git_commit, run_benchmark, summarize
-from dft.io import write_json_atomic
 from dft.problems import BadRow, read_jsonl, read_problems
 from dft.tiny import build_tiny_assets, write_sft_parquet
 
@@ -77,20 +76,18 @@ def _wait_with_progress(proc: subprocess.Popen, log_path: Path, steps: int, desc
 
 
 def claim_run_dir(run_dir: Path, command: list[str]) -> None:
-    """Record in ``run_dir`` the command that makes its run; refuse a folder whose run another command made (a
-    finished run would be reused, an unfinished one resumed: either would mix two runs). The folder's own path is
-    recorded as ``{run_dir}``, so a moved folder is still its run."""
-    command = [str(arg).replace(str(run_dir), "{run_dir}") for arg in command]
-    record = run_dir / "command.json"
-    if record.exists():
-        before = json.loads(record.read_text())
-        if before != command:
-            ours, theirs = sorted(set(command) - set(before)), sorted(set(before) - set(command))
-            raise SystemExit(f"{run_dir} holds a run made by another command: it has {theirs} where this one has "
-                             f"{ours}; use another --out, or delete {run_dir} to train it anew")  # fmt: skip
-        return
+    """Record in ``run_dir`` the ``key=value`` command that makes its run (``dft.eval.fingerprint.claim``, as an
+    evaluation records its own); refuse a folder whose run another command made, since reusing a finished run or
+    resuming an unfinished one would mix two runs. The folder's own path is recorded as ``{run_dir}``, so a moved
+    run folder is still its run."""
+    from dft.eval.fingerprint import claim
+
+    record = dict(str(arg).replace(str(run_dir), "{run_dir}").split("=", 1) for arg in command)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(record, command)
+    try:
+        claim(run_dir, record)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def train(overrides: list[str], run_dir: Path, steps: int, desc: str) -> Path:

@@ -15,7 +15,7 @@ The offline and online settings of sec. 4.2 on the quickstart's tiny model, thro
 
 A stage whose output exists is reused and an interrupted one resumes (training from its last checkpoint,
 sampling and scoring from their kill-safe files), so the command can be run again after a kill. The ``table3``
-folder records the options that made it, as each run folder records its command (``command.json``); other options
+folder records the options that made it, as each run folder records its command (``fingerprint.json``); other options
 are refused rather than mixed in (``--rl-steps`` may grow: PPO and GRPO go on from their last checkpoints).
 """
 

@@ -109,7 +109,9 @@ def claim(out_dir: Path, fingerprint: dict) -> None:
             f"{out_dir} holds results of a different run ({FILE}), so resuming would mix them:\n  "
             + "\n  ".join(differences) + "\nUse a new out= folder, or remove this one to start over."
         )  # fmt: skip
-    merged = {**recorded, "benchmarks": {**recorded.get("benchmarks", {}), **fingerprint.get("benchmarks", {})}}
+    if "benchmarks" not in fingerprint:  # a record without benchmarks (a training run's command) is checked only
+        return
+    merged = {**recorded, "benchmarks": {**recorded.get("benchmarks", {}), **fingerprint["benchmarks"]}}
     if merged != recorded:
         write_json_atomic(path, merged)
 
