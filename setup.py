@@ -27,7 +27,7 @@ setup(
         "TransferQueue==0.1.11",
         "cachetools",
         "math-verify",
-        # dft.figures (the paper's Figures 1-3)
+        # dft.report.figures (the paper's Figures 1-3)
         "matplotlib",
         "pandas",
         "pyarrow",
@@ -39,7 +39,9 @@ setup(
         "test": ["pytest", "ruff"],
     },
     entry_points={
+        # `dft <command>` is `python -m dft <command>` (dft/cli/commands.py)
+        "console_scripts": ["dft = dft.cli.commands:main"],
         # verl imports every module in this group on `import verl` (VERL_USE_EXTERNAL_PLUGINS=auto).
-        "verl.plugins": ["dft_cpu = dft.cpu_platform"],
+        "verl.plugins": ["dft_cpu = dft.train.cpu_platform", "dft_hf_rollout = dft.rl.hf_rollout"],
     },
 )

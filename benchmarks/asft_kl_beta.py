@@ -1,5 +1,5 @@
-"""ASFT's KL term against ``loss.kl_beta`` on the tiny model, through the real path: ``dft.ref_logprobs ref.topk=K``
-scores the starting model's top-K once, then ``dft.train loss.name=asft`` (2 processes) runs for each beta.
+"""ASFT's KL term against ``loss.kl_beta`` on the tiny model, through the real path: ``dft ref_logprobs ref.topk=K``
+scores the starting model's top-K once, then ``dft train loss.name=asft`` (2 processes) runs for each beta.
 
 Prints per beta the ``train/kl`` (the mean KL_K(reference || policy) per target token) at the first and last
 step and ``train/nll``. The reference is the random tiny model, whose top-K holds little mass
@@ -15,18 +15,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dft.tiny import build_tiny_assets
+from dft.models.tiny import build_tiny_assets
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run(module: str, args: list[str], log: Path) -> None:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", module, *args]
+def run(command: str, args: list[str], log: Path) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dft", command,
+           *args]  # fmt: skip
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(log), PYTHONUNBUFFERED="1")
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if result.returncode:
-        raise RuntimeError(f"{module} failed:\n{result.stderr[-4000:]}")
+        raise RuntimeError(f"dft {command} failed:\n{result.stderr[-4000:]}")
 
 
 def read_log(log: Path) -> dict[int, dict]:
@@ -49,7 +50,7 @@ def main(argv=None) -> dict:
     scored = args.out / f"train.top{args.topk}.parquet"
     if not scored.exists():
         score = [*base, f"data.train_files={tiny.train_parquet}", f"ref.output={scored}", f"ref.topk={args.topk}"]
-        run("dft.ref_logprobs", score, args.out / "score.log")
+        run("ref_logprobs", score, args.out / "score.log")
     results = {}
     for beta in args.betas:
         run_dir = args.out / f"beta{beta:g}"
@@ -58,7 +59,7 @@ def main(argv=None) -> dict:
                  "trainer.save_freq=-1", "trainer.logger=[console,file]", "loss.name=asft",
                  f"loss.kl_beta={beta}"]  # fmt: skip
         if not (run_dir / "log.jsonl").exists():
-            run("dft.train", train, run_dir / "log.jsonl")
+            run("train", train, run_dir / "log.jsonl")
         log = read_log(run_dir / "log.jsonl")
         first, last = log[min(log)], log[max(log)]
         results[beta] = {"kl_first": first["train/kl"], "kl_last": last["train/kl"], "nll_last": last["train/nll"]}

@@ -21,8 +21,8 @@ import torch
 from tiny_train import encode, flat_log_probs, train
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from dft.full_weight import token_id
-from dft.tiny import build_tiny_assets
+from dft.models.tiny import build_tiny_assets
+from dft.train.full_weight import token_id
 
 
 @torch.no_grad()

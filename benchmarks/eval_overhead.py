@@ -6,7 +6,7 @@ Times, on the same prompts and seeds, (a) ``HFBackend.generate`` alone and (b) t
 ``run_benchmark``: the same generation plus math-verify grading in worker processes, per-chunk append and
 fsync of every graded row, and the summary metrics (maj@k included). The overhead is (b - a) / a. Runs are
 interleaved (a b a b ...) and the medians compared, since a 2-core machine is noisy. The model is the tiny
-Qwen2 of ``dft.tiny``, whose generation is very cheap, so the overhead measured here is an upper bound of
+Qwen2 of ``dft.models.tiny``, whose generation is very cheap, so the overhead measured here is an upper bound of
 what a real model (seconds per response) would see.
 """
 
@@ -19,10 +19,10 @@ from pathlib import Path
 from dft.eval.backends import HFBackend, Request, SamplingParams
 from dft.eval.benchmarks import load_benchmark
 from dft.eval.grading import Grader
-from dft.eval.model_format import ModelFormat
-from dft.eval.prompts import build_prompt
 from dft.eval.runner import request_seed, run_benchmark, summarize
-from dft.tiny import build_tiny_assets
+from dft.models.generation import ModelFormat
+from dft.models.prompts import build_prompt
+from dft.models.tiny import build_tiny_assets
 
 
 def time_backend(backend, requests, params, stops) -> float:

@@ -35,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dft.data.problems import last_boxed  # noqa: E402
 from dft.eval.grading import Grader  # noqa: E402
-from dft.problems import last_boxed  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "math500" / "test.jsonl"
 

@@ -176,7 +176,7 @@ def loss_only_times(batch: dict, dtype, reps: int = 200) -> dict:
     """
     import torch
 
-    from dft.losses import LOSSES, LossConfig
+    from dft.train.losses.registry import LossConfig, losses
 
     log_probs = (-20 * torch.rand(len(batch["ids"]))).to(dtype).requires_grad_(True)
     times = {"sft": [], "dft": []}
@@ -185,7 +185,7 @@ def loss_only_times(batch: dict, dtype, reps: int = 200) -> dict:
             log_probs.grad = None
             start = time.perf_counter()
             model_output = {"log_probs": torch.nested.nested_tensor_from_jagged(log_probs, batch["offsets"])}
-            loss, _ = LOSSES[name](LossConfig(name), model_output, batch["data"])
+            loss, _ = losses()[name](LossConfig(name), model_output, batch["data"])
             loss.backward()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}

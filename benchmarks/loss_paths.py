@@ -89,10 +89,10 @@ def loss_from_log_probs(name: str, log_probs, batch: dict):
     """Our ``sft_loss`` / ``dft_loss`` on per-token log-probs laid out as verl's engine returns them."""
     import torch
 
-    from dft.losses import LOSSES, LossConfig
+    from dft.train.losses.registry import LossConfig, losses
 
     model_output = {"log_probs": torch.nested.nested_tensor_from_jagged(log_probs, batch["offsets"])}
-    loss, _ = LOSSES[name](LossConfig(name), model_output, batch["data"])
+    loss, _ = losses()[name](LossConfig(name), model_output, batch["data"])
     return loss
 
 

@@ -1,7 +1,7 @@
 """DFT/SFT training-step time and peak memory through verl's real engine, on the tiny model, 2 CPU processes.
 
-What: ``torchrun --nproc_per_node=2`` runs this file as a worker: it composes the same Hydra config ``dft.train``
-uses (``configs/dft_trainer.yaml`` + ``preset=tiny-cpu``), builds ``dft.trainer``'s SPMD trainer (verl's
+What: ``torchrun --nproc_per_node=2`` runs this file as a worker: it composes the same Hydra config ``dft train``
+uses (``configs/dft_trainer.yaml`` + ``preset=tiny-cpu``), builds ``dft.train.trainer``'s SPMD trainer (verl's
 ``SFTTrainer`` with our loss), wraps ``training_client.train_batch`` with a timer and calls verl's ``fit``.
 
 Why this way: verl's SFT trainer does not log step wall time (it uses it only for ``train/mfu``), and the file
@@ -54,7 +54,7 @@ def timed(call, times: list):
 
 def alternating(client, first: str, tags: list):
     """Wrap ``client.train_batch`` so steps alternate SFT and DFT from ``first``; each step's loss goes to ``tags``."""
-    from dft.losses import LossConfig, get_loss_fn
+    from dft.train.losses.registry import LossConfig, get_loss_fn
 
     loss_fns = {name: get_loss_fn(LossConfig(name)) for name in LOSSES}
     order = (first, *(name for name in LOSSES if name != first))
@@ -69,10 +69,10 @@ def alternating(client, first: str, tags: list):
 
 
 def compose_config(overrides: list[str]):
-    """The config ``dft.train`` would get from these overrides, validated and adapted as it does."""
+    """The config ``dft train`` would get from these overrides, validated and adapted as it does."""
     from hydra import compose, initialize_config_dir
 
-    from dft.trainer import prepare_config
+    from dft.train.config import prepare_config
 
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base=None):
         return prepare_config(compose(config_name="dft_trainer", overrides=overrides))
@@ -86,12 +86,11 @@ def worker(out_dir: str, alternate_from: str, overrides: list[str]) -> None:
     import torch.distributed as dist
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
 
-    import dft.cpu_platform  # noqa: F401  (the CPU platform, as dft.train imports it)
-    from dft.trainer import _spmd_trainer_cls
+    from dft.train.trainer import DFTTrainer
 
     config = compose_config(overrides)
     initialize_global_process_group()
-    trainer = _spmd_trainer_cls()(config=config)
+    trainer = DFTTrainer(config=config)
     client, times, tags = trainer.training_client, [], []
     if alternate_from != "no":
         client.train_batch = alternating(client, alternate_from, tags)
@@ -199,7 +198,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker[0], args.worker[1], args.worker[2:])
-    from dft.tiny import build_tiny_assets
+    from dft.models.tiny import build_tiny_assets
 
     with tempfile.TemporaryDirectory(prefix="step_time.") as tmp:
         assets = build_tiny_assets(args.assets or Path(tmp, "tiny"), n_train=2000, n_val=64, n_test=64, seed=0)

@@ -1,7 +1,8 @@
 """In-process training of the tiny model with this repo's losses, for benchmarks that need trained tiny models fast.
 
-One process, plain PyTorch AdamW, the loss functions of ``dft.losses`` called on verl's no-padding layout (jagged
-input ids and loss mask, flat next-token log-probs), so a loss here is the one ``dft.train`` optimises. The chat is
+One process, plain PyTorch AdamW, the loss functions of ``dft.train.losses.registry`` called on verl's no-padding
+layout (jagged
+input ids and loss mask, flat next-token log-probs), so a loss here is the one ``dft train`` optimises. The chat is
 rendered by the tiny tokenizer's template; the loss mask covers the assistant turn (its end-of-turn included).
 """
 
@@ -10,7 +11,7 @@ import random
 import torch
 from verl.utils import tensordict_utils as tu
 
-from dft.losses import get_loss_fn, loss_config_from
+from dft.train.losses.registry import get_loss_fn, loss_config_from
 
 
 def encode(tokenizer, messages: list[dict]) -> tuple[list[int], int]:

@@ -1,4 +1,4 @@
-"""How close the stored top-K KL of ``asft`` (``KL_K``, dft/ref_topk.py) is to the exact KL, on the tiny model.
+"""How close the stored top-K KL of ``asft`` (``KL_K``, dft/train/ref_topk.py) is to the exact KL, on the tiny model.
 
 The reference is the tiny model after ``--ref-steps`` SFT steps (its next-token distributions peaked as a trained
 LM's are; ``--ref-steps 0`` keeps the random, nearly uniform one), the policy is the reference after
@@ -20,8 +20,8 @@ import torch
 from tiny_train import encode, flat_log_probs, train
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from dft.ref_topk import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST, bucket_kl, storage_row, topk_of_logits
-from dft.tiny import build_tiny_assets
+from dft.models.tiny import build_tiny_assets
+from dft.train.ref_topk import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST, bucket_kl, storage_row, topk_of_logits
 
 KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 

@@ -21,33 +21,33 @@ FIGURE_FORMAT=${FIGURE_FORMAT:-pdf}
 N_TRAIN=${N_TRAIN:-100000}
 export DRY_RUN NPROC_PER_NODE
 
-# The paper's five models, as configs/preset/ names them.
-PAPER_MODELS="qwen2.5-math-1.5b llama-3.2-3b llama-3.1-8b deepseek-math-7b qwen2.5-math-7b"
+# The paper's models: the presets with a model card (configs/preset/, python -m dft presets --paper).
+PAPER_MODELS=$(python -m dft presets --paper --field name | tr '\n' ' ')
 
 # run CMD...: run it, or print it (shell-quoted, one line) under DRY_RUN=1.
 run() {
   if [ "$DRY_RUN" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
 
-# train OUT_DIR OVERRIDES...: dft.train under torchrun (scripts/train.sh), checkpoints in OUT_DIR.
+# train OUT_DIR OVERRIDES...: dft train under torchrun (scripts/train.sh), checkpoints in OUT_DIR.
 train() {
   local out=$1; shift
   bash scripts/train.sh trainer.default_local_dir="$out" "$@"
 }
 
-# score OUTPUT OVERRIDES...: reference log-probs of data.train_files by model.path (dft.ref_logprobs).
+# score OUTPUT OVERRIDES...: reference log-probs of data.train_files by model.path (dft.train.ref_scoring).
 score() {
   local output=$1; shift
-  MODULE=dft.ref_logprobs bash scripts/train.sh ref.output="$output" "$@"
+  COMMAND=ref_logprobs bash scripts/train.sh ref.output="$output" "$@"
 }
 
-# evaluate MODEL OUT_DIR [OVERRIDES...]: the paper's protocol on its five benchmarks (dft.eval); MODEL is a hub id,
+# evaluate MODEL OUT_DIR [OVERRIDES...]: the paper's protocol on its five benchmarks (dft eval); MODEL is a hub id,
 # a Hugging Face folder or a verl checkpoint folder (its latest step).
 evaluate() {
   local model=$1 out=$2; shift 2
   local gpus=(data_parallel="$EVAL_GPUS" gpus_per_replica=1)
   [ "$EVAL_BACKEND" = hf ] && gpus=(data_parallel=1 gpus_per_replica=0)
-  run python -m dft.eval model="$model" out="$out" backend="$EVAL_BACKEND" "${gpus[@]}" \
+  run python -m dft eval model="$model" out="$out" backend="$EVAL_BACKEND" "${gpus[@]}" \
     sampling.n="$EVAL_SAMPLES" "$@"
 }
 
@@ -56,13 +56,13 @@ evaluate() {
 SETTING=${SETTING:-paper}
 # prepare_numina_paper: the official code's data, the first N_TRAIN NuminaMath-CoT rows in the official format.
 prepare_numina_paper() {
-  run python -m dft.data.numina --out "$DATA/numina-paper" --format official --n "$N_TRAIN" --selection first
+  run python -m dft data numina --out "$DATA/numina-paper" --format official --n "$N_TRAIN" --selection first
 }
 
 # prepare_numina: N_TRAIN random NuminaMath-CoT rows with a boxed answer, chat format (setting=corrected's data,
 # and the problems rejection sampling and RL start from).
 prepare_numina() {
-  run python -m dft.data.numina --out "$DATA/numina" --n "$N_TRAIN" --selection random --seed 0 --on-bad-row skip
+  run python -m dft data numina --out "$DATA/numina" --n "$N_TRAIN" --selection random --seed 0 --on-bad-row skip
 }
 
 # numina_for SETTING: the prepared NuminaMath-CoT file a setting trains on (after prepare_numina_for SETTING).
@@ -75,16 +75,16 @@ prepare_numina_for() {
 }
 
 # read_preset PRESET: sets HUB_ID (the model the preset trains, its model.path) and PAPER_NAME (its name in the
-# paper's tables), as the presets themselves say (python -m dft.presets, asked once): a new preset needs nothing here.
+# paper's tables), as the presets themselves say (python -m dft presets, asked once): a new preset needs nothing here.
 declare -A PRESET_HUB_ID=() PRESET_PAPER_NAME=()
 read_preset() {
   if [ ${#PRESET_PAPER_NAME[@]} = 0 ]; then
     local name hub paper
     while read -r name && read -r hub && read -r paper; do
       PRESET_HUB_ID[$name]=$hub PRESET_PAPER_NAME[$name]=$paper
-    done < <(python -m dft.presets --field name --field hub_id --field paper_name)
+    done < <(python -m dft presets --field name --field hub_id --field paper_name)
   fi
-  if [ -z "${PRESET_PAPER_NAME[$1]+known}" ]; then python -m dft.presets "$1" >/dev/null; return 1; fi
+  if [ -z "${PRESET_PAPER_NAME[$1]+known}" ]; then python -m dft presets "$1" >/dev/null; return 1; fi
   HUB_ID=${PRESET_HUB_ID[$1]} PAPER_NAME=${PRESET_PAPER_NAME[$1]}
   if [ -z "$HUB_ID" ]; then echo "preset $1 has no model.path to evaluate or sample from" >&2; return 1; fi
 }

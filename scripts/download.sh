@@ -2,8 +2,8 @@
 # Everything Table 1 reads from outside a fresh clone, before any GPU time: the paper's five models from the
 # Hugging Face hub (into the hub cache, $HF_HOME, where training and evaluation find them by hub id) and the five
 # benchmarks exactly as the DFT repository evaluated them (byte for byte, sha256-checked) into BENCHMARK_DIR, the
-# layout `python -m dft.eval` reads with DFT_DATA_DIR=$BENCHMARK_DIR. NuminaMath-CoT comes with its prep
-# (`python -m dft.data.numina`, the recipes' first step).
+# layout `python -m dft eval` reads with DFT_DATA_DIR=$BENCHMARK_DIR. NuminaMath-CoT comes with its prep
+# (`python -m dft data numina`, the recipes' first step).
 # The LLaMA models are gated: accept their licences on the hub first, then `hf auth login` or export HF_TOKEN.
 #   bash scripts/download.sh
 #   MODELS=qwen2.5-math-1.5b BENCHMARK_DIR=/shared/benchmarks bash scripts/download.sh
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 DRY_RUN=${DRY_RUN:-0}
 # presets (configs/preset/) whose model.path to download
-MODELS=${MODELS:-"qwen2.5-math-1.5b llama-3.2-3b llama-3.1-8b deepseek-math-7b qwen2.5-math-7b"}
+MODELS=${MODELS:-$(python -m dft presets --paper --field name | tr '\n' ' ')}
 BENCHMARK_DIR=${BENCHMARK_DIR:-data/benchmarks}
 # yongliang-wu/DFT, the commit whose math_evaluation/data the benchmark files are copied from
 DFT_COMMIT=e153181f71522428ed030f4519702890c699ed6b
@@ -31,7 +31,7 @@ verify() {
 # the presets' hub ids (model.path), read once
 hub_ids=$(python -c '
 import sys
-from dft.presets import get_preset
+from dft.models.presets import get_preset
 try:
     print(*(get_preset(name).hub_id for name in sys.argv[1:]))
 except ValueError as error:

@@ -3,8 +3,8 @@
     python scripts/normalization_demo.py [--out runs/normalization_demo] [--steps 300] \\
         [--figure docs/normalization_tiny.png]
 
-1. builds the tiny model and word problems (``dft.tiny``) and pretrains a Base with cross-entropy on one half of
-   the problems (as ``dft.quickstart`` does: DFT needs a base that already puts mass on the right tokens);
+1. builds the tiny model and word problems (``dft.models.tiny``) and pretrains a Base with cross-entropy on one half of
+   the problems (as ``dft.cli.quickstart`` does: DFT needs a base that already puts mass on the right tokens);
 2. fine-tunes Base with DFT on the other half, twice, with the same seed and data order: ``loss.normalization=
    token`` and ``=official``; 2 processes, batch 32, fixed micro-batches of 4 (4 per rank), float32;
 3. prints step 1 of both (``train/loss``, ``train/grad_norm``) and the mean ``train/nll`` of the last 20 steps,
@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dft.tiny import build_tiny_assets, write_sft_parquet
+from dft.models.tiny import build_tiny_assets, write_sft_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 FP32 = [f"++engine.mixed_precision.{k}=fp32" for k in ("param_dtype", "reduce_dtype", "buffer_dtype")]
@@ -28,7 +28,7 @@ NORMALIZATIONS = ("token", "official")
 
 
 def train(out: Path, model: Path, data: Path, loss: str, steps: int, extra: list[str]) -> dict:
-    """``dft.train`` under torchrun on 2 processes; returns ``{step: metrics}`` from verl's file logger."""
+    """``dft train`` under torchrun on 2 processes; returns ``{step: metrics}`` from verl's file logger."""
     log = out / "log.jsonl"
     if not (out / "done").exists():
         out.mkdir(parents=True, exist_ok=True)
@@ -37,7 +37,8 @@ def train(out: Path, model: Path, data: Path, loss: str, steps: int, extra: list
                 "trainer.total_epochs=100", f"trainer.total_training_steps={steps}", "trainer.resume_mode=disable",
                 f"trainer.default_local_dir={out / 'ckpt'}", "trainer.logger=[console,file]", *FP32,
                 *extra]  # fmt: skip
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "dft.train"]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        cmd += ["-m", "dft", "train"]
         env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(log), PYTHONPATH=str(REPO))
         subprocess.run([*cmd, *args], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
         (out / "done").write_text("")
@@ -63,7 +64,7 @@ def base_model(root: Path, pretrain_steps: int) -> tuple[Path, Path]:
 
 
 def draw(curves: dict, out: Path) -> None:
-    from dft.figures import new_figure, save
+    from dft.report.figures import new_figure, save
 
     fig = new_figure(10, 4)
     nll, grad = fig.subplots(1, 2)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start or stop this node's part of a Ray cluster, for scripts/train_ray.sh and dft.eval's Ray backends.
+# Start or stop this node's part of a Ray cluster, for scripts/train_ray.sh and dft eval's Ray backends.
 #
 #   Head node:    ROLE=head bash scripts/ray_cluster.sh            (prints what to run on the other nodes)
 #   Other nodes:  ROLE=worker HEAD_ADDR=node0 bash scripts/ray_cluster.sh

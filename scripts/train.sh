@@ -6,7 +6,7 @@
 #   Several nodes: run on every node with the same MASTER_ADDR (a host all nodes reach) and JOB_ID:
 #                  NNODES=4 MASTER_ADDR=node0 JOB_ID=dft-7b bash scripts/train.sh preset=qwen2.5-math-7b ...
 #   Print only:    DRY_RUN=1 bash scripts/train.sh ...
-#   Other module:  MODULE=dft.ref_logprobs bash scripts/train.sh ... (same config; scores data, see its docstring)
+#   Other command: COMMAND=ref_logprobs bash scripts/train.sh ... (same config; scores data: python -m dft ref_logprobs)
 set -euo pipefail
 
 NNODES=${NNODES:-1}
@@ -16,7 +16,8 @@ if [ "$NPROC_PER_NODE" = 0 ]; then NPROC_PER_NODE=1; fi
 MASTER_ADDR=${MASTER_ADDR:-localhost}
 MASTER_PORT=${MASTER_PORT:-29500}
 JOB_ID=${JOB_ID:-dft}
-MODULE=${MODULE:-dft.train}
+# the python -m dft command torchrun runs
+COMMAND=${COMMAND:-train}
 DRY_RUN=${DRY_RUN:-0}
 
 if [ "$NNODES" = 1 ]; then
@@ -24,7 +25,7 @@ if [ "$NNODES" = 1 ]; then
 else
   rendezvous=(--nnodes="$NNODES" --rdzv_backend=c10d --rdzv_endpoint="$MASTER_ADDR:$MASTER_PORT" --rdzv_id="$JOB_ID")
 fi
-cmd=(torchrun "${rendezvous[@]}" --nproc_per_node="$NPROC_PER_NODE" -m "$MODULE" "$@")
+cmd=(torchrun "${rendezvous[@]}" --nproc_per_node="$NPROC_PER_NODE" -m dft "$COMMAND" "$@")
 
 if [ "$DRY_RUN" = 1 ]; then
   printf '%q ' "${cmd[@]}"; echo

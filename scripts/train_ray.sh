@@ -17,7 +17,7 @@ DRY_RUN=${DRY_RUN:-0}
 export RAY_ADDRESS=${RAY_ADDRESS:-auto}
 if ! ray status >/dev/null 2>&1; then unset RAY_ADDRESS; fi
 
-cmd=(python -m dft.train_ray trainer.nnodes="$NNODES" trainer.n_gpus_per_node="$GPUS_PER_NODE" "$@")
+cmd=(python -m dft train_ray trainer.nnodes="$NNODES" trainer.n_gpus_per_node="$GPUS_PER_NODE" "$@")
 
 if [ "$DRY_RUN" = 1 ]; then
   printf '%q ' "${cmd[@]}"; echo

@@ -3,7 +3,7 @@
 # (python -m verl.trainer.main_ppo) with configs/ppo_gae_trainer.yaml or configs/grpo_trainer.yaml. Every argument is a
 # Hydra override of that config (and of verl's ppo_trainer under it); later ones win over the knobs below.
 #
-#   Data:       python -m dft.data.rl --out data/rl --input data/numina/train.parquet --n 10000 \
+#   Data:       python -m dft data rl --out data/rl --input data/numina/train.parquet --n 10000 \
 #                   --selection first --val-size 500
 #   One node:   ALGO=grpo bash scripts/train_rl.sh (starts a local Ray instance when none is running)
 #   Cluster:    start Ray as for scripts/train_ray.sh, then on the head node: NNODES=2 ALGO=ppo bash scripts/train_rl.sh

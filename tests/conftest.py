@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from forked import run_forked
 
-from dft.tiny import build_tiny_assets
+from dft.models.tiny import build_tiny_assets
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,8 +24,9 @@ FP32 = [f"++engine.mixed_precision.{k}=fp32" for k in ("param_dtype", "reduce_dt
 
 
 def compose_config(overrides=(), name="dft_trainer"):
-    """A config of configs/ composed with overrides, as the command line would (dft.recipes' composer)."""
-    from dft.recipes import CONFIGS, compose
+    """A config of configs/ composed with overrides, as the command line would (dft.cli.recipe_check' composer)."""
+    from dft.cli.recipe_check import compose
+    from dft.core.paths import CONFIGS
 
     return compose(CONFIGS, name, list(overrides))
 
@@ -42,8 +43,8 @@ def tiny_overrides(tiny, run_dir, steps):
     ]
 
 
-def run_module(module, args, log_path=None, nproc=None, timeout=600):
-    """Run ``python -m module args`` (as torchrun's ``nproc`` processes when nproc is given); return the result.
+def run_module(command, args, log_path=None, nproc=None, timeout=600):
+    """Run ``python -m dft command args`` (as torchrun's ``nproc`` processes when nproc is given); return the result.
 
     verl's file logger writes to ``log_path`` when given. The processes are forks of this one (tests/forked.py: no
     interpreter start-up per run), or real ``python``/``torchrun`` processes with ``DFT_TESTS_SUBPROCESS=1``.
@@ -52,10 +53,11 @@ def run_module(module, args, log_path=None, nproc=None, timeout=600):
     if log_path is not None:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         env["VERL_FILE_LOGGER_PATH"] = str(log_path)
+    args = [*command.split(), *map(str, args)]
     if os.environ.get("DFT_TESTS_SUBPROCESS") != "1":
-        return run_forked(module, [str(a) for a in args], env, REPO, nproc, timeout)
+        return run_forked("dft", args, env, REPO, nproc, timeout)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd = (launcher if nproc else [sys.executable]) + ["-m", module, *args]
+    cmd = (launcher if nproc else [sys.executable]) + ["-m", "dft", *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -75,7 +77,7 @@ def check_ok(result):
 @pytest.fixture(scope="session")
 def faithful_tiny(tmp_path_factory):
     """``faithful_tiny(card)``: a model-faithful tiny model of a ../shared/models card, built once per session."""
-    from dft.model_cards import build_faithful_tiny
+    from dft.models.cards import build_faithful_tiny
 
     root = tmp_path_factory.mktemp("faithful")
     return lambda card, **shape: build_faithful_tiny(card, root / card, **shape)

@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
-PREIMPORTED = ("verl.trainer.sft_trainer", "dft.trainer")  # torch, transformers and hydra with them
+PREIMPORTED = ("verl.trainer.sft_trainer", "dft.train.trainer")  # torch, transformers and hydra with them
 
 
 def torchrun_env(rank: int, nproc: int, port: int) -> dict:

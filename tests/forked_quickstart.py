@@ -1,4 +1,4 @@
-"""``python -m dft.quickstart ARGS`` with the stages it launches through ``python -m``/torchrun forked from this
+"""``python -m dft quickstart ARGS`` with the stages it launches through ``python -m``/torchrun forked from this
 process (tests/forked.py) rather than started as interpreters; bash scripts (``main_ppo``) and git run for real.
 
 Run it with ``run_forked("forked_quickstart", args, ...)``: the quickstart's own code, stage commands and outputs
@@ -9,8 +9,8 @@ import sys
 
 from forked import forking_subprocess
 
-from dft import quickstart, quickstart_table3
+from dft.cli.quickstart import main, table1, table3
 
 if __name__ == "__main__":
-    quickstart.subprocess = quickstart_table3.subprocess = forking_subprocess()
-    quickstart.main(sys.argv[1:])
+    table1.subprocess = table3.subprocess = forking_subprocess()
+    main.main(sys.argv[1:])

@@ -1,5 +1,5 @@
 """iw-SFT and DPO end to end on the tiny model: reference log-probs scored by verl's engine, then training
-through ``dft.train``, with the stored references shifted so that the first step's loss has a known value."""
+through ``dft train``, with the stored references shifted so that the first step's loss has a known value."""
 
 import json
 import math
@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import FP32, check_ok, compose_config, read_log, run_module, tiny_overrides
 
-from dft.datasets import ref_column
-from dft.ref_logprobs import step_rows
+from dft.train.columns import ref_column
+from dft.train.ref_scoring import step_rows
 
 ROWS_PER_STEP = 64
 
@@ -19,7 +19,7 @@ ROWS_PER_STEP = 64
 def score(tiny, data, output, log):
     args = ["preset=tiny-cpu", f"model.path={tiny.model_dir}", f"data.train_files={data}", f"ref.output={output}",
             f"ref.rows_per_step={ROWS_PER_STEP}", *FP32]  # fmt: skip
-    check_ok(run_module("dft.ref_logprobs", args, log, nproc=2))
+    check_ok(run_module("ref_logprobs", args, log, nproc=2))
     return pd.read_parquet(output)
 
 
@@ -60,7 +60,7 @@ def test_data_smaller_than_a_training_batch_is_scored(tiny, tmp_path):
     pd.read_parquet(tiny.train_parquet).head(5).to_parquet(few, index=False)  # tiny-cpu's batch is 32
     args = ["preset=tiny-cpu", f"model.path={tiny.model_dir}", f"data.train_files={few}",
             f"ref.output={tmp_path / 'few.ref.parquet'}", "ref.rows_per_step=4"]  # fmt: skip
-    check_ok(run_module("dft.ref_logprobs", args, tmp_path / "score.log", nproc=2))
+    check_ok(run_module("ref_logprobs", args, tmp_path / "score.log", nproc=2))
     assert len(pd.read_parquet(tmp_path / "few.ref.parquet")[ref_column()]) == 5
 
 
@@ -88,7 +88,7 @@ def test_scoring_resumes_without_redoing_finished_steps(tiny, scored, tmp_path):
 
 def first_step(tiny, run_dir, data, loss_args):
     args = tiny_overrides(tiny, run_dir, steps=1) + [f"data.train_files={data}", "data.val_files=null", *FP32]
-    check_ok(run_module("dft.train", args + loss_args, run_dir / "log.jsonl", nproc=2))
+    check_ok(run_module("train", args + loss_args, run_dir / "log.jsonl", nproc=2))
     return read_log(run_dir / "log.jsonl")[1]
 
 
@@ -143,7 +143,7 @@ def test_dpo_first_step_follows_the_pairs_in_the_batch(tiny, scored_pairs, tmp_p
 
 @pytest.mark.parametrize("loss, missing", [("iw_sft", "['ref_log_probs']"), ("dpo", "['prompt', 'chosen'")])
 def test_reference_losses_on_unscored_data_name_the_file_and_the_command(tiny, loss, missing):
-    from dft.trainer import prepare_config
+    from dft.train.config import prepare_config
 
     overrides = ["preset=tiny-cpu", f"model.path={tiny.model_dir}", f"data.train_files={tiny.train_parquet}",
                  "data.val_files=null", f"loss.name={loss}"]  # fmt: skip
@@ -151,4 +151,4 @@ def test_reference_losses_on_unscored_data_name_the_file_and_the_command(tiny, l
     with pytest.raises(ValueError) as error:
         prepare_config(cfg)
     message = str(error.value)
-    assert str(tiny.train_parquet) in message and missing in message and "python -m dft.ref_logprobs" in message
+    assert str(tiny.train_parquet) in message and missing in message and "python -m dft ref_logprobs" in message

@@ -1,7 +1,7 @@
 """CPU tests for dft.eval.benchmarks: every benchmark loads from the real files in ../shared/data with the right
 count and known golds; wrong files (the 5,000-problem MATH test set named math500, missing fields, duplicate
 ids) are refused with messages that say where; the hub path with a fake loader. Reading rows, fields and golds
-is dft.problems' (tests/test_problems_on_cpu.py)."""
+is dft.data.problems' (tests/test_problems_on_cpu.py)."""
 
 import json
 import os
@@ -10,8 +10,8 @@ from pathlib import Path
 import datasets
 import pytest
 
+from dft.data.problems import Problem
 from dft.eval.benchmarks import BENCHMARKS, PAPER_BENCHMARKS, BenchmarkDataError, default_data_dir, load_benchmark
-from dft.problems import Problem
 
 DATA_DIR = Path(os.environ.get("DFT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 needs_data = pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"benchmark data not found at {DATA_DIR}")

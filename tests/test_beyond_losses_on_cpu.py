@@ -12,11 +12,13 @@ import torch
 import torch.nn.functional as F
 from test_losses_on_cpu import engine_log_probs, make_sequences, nested, nested_batch, reference_token_terms
 
-from dft.datasets import target_positions
-from dft.losses import LossConfig, dft_loss, sft_loss
-from dft.losses_beyond import ASFT_KL, KL_METRIC, asft_loss, kl_at_targets, prob_power_loss
-from dft.ref_topk import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST, place_topk, stored_k, topk_of_logits
-from dft.trainer import reduce_metric_values
+from dft.train.columns import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST
+from dft.train.losses.beyond import ASFT_KL, KL_METRIC, asft_loss, kl_at_targets, prob_power_loss
+from dft.train.losses.likelihood import dft_loss, sft_loss
+from dft.train.losses.registry import LossConfig
+from dft.train.ref_topk import place_topk, stored_k, topk_of_logits
+from dft.train.sft_datasets import target_positions
+from dft.train.trainer import reduce_metric_values
 
 torch.set_default_dtype(torch.float64)
 
@@ -94,7 +96,7 @@ def test_full_weight_tokens_only_apply_to_the_down_weighting_losses():
 
 
 def stored_reference(seqs, ref_logits, k):
-    """The reference's top-K per target position as dft.ref_logprobs stores it (float16), placed as the dataset
+    """The reference's top-K per target position as dft.train.ref_scoring stores it (float16), placed as the dataset
     places it; plus float64 (top ids, log q) per target position for the reference formula."""
     columns = {TOPK_IDS: [], TOPK_LOG_PROBS: [], TOPK_REST: []}
     exact = []
@@ -189,7 +191,7 @@ def test_a_stored_top_k_of_the_wrong_length_names_the_row_and_k_comes_from_the_f
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dft.ref_topk import with_topk_metadata
+    from dft.train.ref_topk import with_topk_metadata
 
     mask = torch.tensor([0, 0, 1, 1, 1])
     with pytest.raises(ValueError, match="row 7: a stored top-2 of 4 ids"):
@@ -215,8 +217,8 @@ def test_full_weight_tokens_resolve_with_the_real_qwen_tokenizer_before_training
     from omegaconf import OmegaConf
     from transformers import AutoTokenizer
 
-    from dft.full_weight import resolve_full_weight_tokens, token_id
-    from dft.model_cards import default_models_dir
+    from dft.models.cards import default_models_dir
+    from dft.train.full_weight import resolve_full_weight_tokens, token_id
 
     qwen = str(default_models_dir() / "qwen2.5-math-1.5b")
     config = OmegaConf.create({"model": {"path": qwen}, "loss": {"full_weight_tokens": ["eos", "end_of_turn", 7]}})
@@ -232,11 +234,10 @@ def test_full_weight_tokens_resolve_with_the_real_qwen_tokenizer_before_training
 def test_asft_refuses_fused_kernels_naming_the_key():
     from conftest import compose_config
 
-    from dft.full_weight import check_logits_loss
-    from dft.losses import loss_config_from
+    from dft.train.losses.registry import loss_errors
 
     config = compose_config(["preset=qwen2.5-math-1.5b", "loss.name=asft"])  # the preset turns fused kernels on
-    with pytest.raises(ValueError, match="loss.name=asft reads the policy's logits.*model.use_fused_kernels=False"):
-        check_logits_loss(config, loss_config_from(config.loss))
+    [error] = loss_errors(config)
+    assert "loss.name=asft reads the policy's logits" in error and "model.use_fused_kernels=False" in error
     config.model.use_fused_kernels = False
-    check_logits_loss(config, loss_config_from(config.loss))
+    assert loss_errors(config) == []

@@ -1,5 +1,5 @@
-"""asft end to end on the tiny model: the reference's top-K scored by verl's engine (``dft.ref_logprobs ref.topk``),
-then one step of ``dft.train`` (2 processes) whose loss and KL are held to float64 formulas.
+"""asft end to end on the tiny model: the reference's top-K scored by verl's engine (``dft ref_logprobs ref.topk``),
+then one step of ``dft train`` (2 processes) whose loss and KL are held to float64 formulas.
 
 The stored top-K log-probs are replaced by a uniform distribution over the K + 1 buckets, so that the KL at step
 1 is far from 0 and has a value computed here from the float64 model; eos targets keep weight 1
@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import FP32, check_ok, compose_config, read_log, run_module, tiny_overrides
 
-from dft.ref_topk import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST, with_topk_metadata
+from dft.train.ref_topk import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST, with_topk_metadata
 
 K = 4
 ROWS = 32  # tiny-cpu's train_batch_size: step 1 sees every row
@@ -46,7 +46,7 @@ def scored_topk(tiny, tmp_path_factory):
     pd.read_parquet(tiny.train_parquet).head(ROWS).to_parquet(root / "train.parquet", index=False)
     args = ["preset=tiny-cpu", f"model.path={tiny.model_dir}", f"data.train_files={root / 'train.parquet'}",
             f"ref.output={root / 'train.top.parquet'}", f"ref.topk={K}", "ref.rows_per_step=16", *FP32]  # fmt: skip
-    check_ok(run_module("dft.ref_logprobs", args, root / "score.log", nproc=2))
+    check_ok(run_module("ref_logprobs", args, root / "score.log", nproc=2))
     return root, pd.read_parquet(root / "train.top.parquet")
 
 
@@ -73,7 +73,7 @@ def test_asft_scores_the_top_k_and_trains_one_step_to_its_float64_formula(tiny, 
     beta = 0.5
     args = tiny_overrides(tiny, tmp_path, steps=1) + [f"data.train_files={data}", "data.val_files=null", *FP32]
     args += ["loss.name=asft", f"loss.kl_beta={beta}", "loss.full_weight_tokens=[eos]"]
-    check_ok(run_module("dft.train", args, tmp_path / "log.jsonl", nproc=2))
+    check_ok(run_module("train", args, tmp_path / "log.jsonl", nproc=2))
     step1 = read_log(tmp_path / "log.jsonl")[1]
 
     terms, kls = [], []

@@ -1,5 +1,6 @@
-"""The command line (dft/cli.py, dft/validate.py): every entry point's --help, and bad input refused before any
-model loads with a message that names the key or file, as a user sees it (subprocesses, no traceback)."""
+"""The command line (dft/cli/commands.py, preflight.py, validate.py): `python -m dft` and every command's --help, and
+bad input refused before any model loads with a message that names the key or file, as a user sees it
+(subprocesses, no traceback)."""
 
 import json
 import os
@@ -10,43 +11,54 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-HYDRA_COMMANDS = ["dft.train", "dft.train_ray", "dft.ref_logprobs", "dft.eval", "dft.data.rft"]
-FILE_TOOLS = ["dft.ablations", "dft.checkpoints", "dft.figures", "dft.grade", "dft.presets", "dft.quickstart",
-              "dft.recipes", "dft.tables", "dft.tiny", "dft.model_cards", "dft.eval.prompts", "dft.data.numina",
-              "dft.data.math", "dft.data.gsm8k", "dft.data.cft", "dft.data.rl", "dft.cli"]  # fmt: skip
+from dft.cli.commands import COMMANDS
+from dft.cli.preflight import HYDRA_COMMANDS
+
+FILE_TOOLS = [name for name in COMMANDS if name not in HYDRA_COMMANDS]
 
 
-def run(module, *args, env=None, timeout=120):
+def run(command, *args, env=None, timeout=120):
+    """``python -m dft command args`` (command: one word or two, e.g. ``data numina``)."""
     env = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=timeout)  # fmt: skip
+    cmd = [sys.executable, "-m", "dft", *command.split(), *args]
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert "Traceback" not in result.stdout + result.stderr, result.stderr[-3000:]
     return result
 
 
-@pytest.mark.parametrize("module", HYDRA_COMMANDS)
-def test_hydra_help_says_what_and_which_choices(module):
-    result = run(module, "--help")
+def test_dft_lists_every_command_with_what_it_does():
+    result = run("--help")
+    assert result.returncode == 0 and result.stdout.startswith("usage: python -m dft <command>")
+    listed = {line.split("  ")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("  ")}
+    assert set(COMMANDS) <= set(listed) and all(len(line.split()) > 3 for line in listed.values())
+    unknown = run("trian")
+    assert unknown.returncode == 2 and "unknown command 'trian'" in unknown.stderr
+
+
+@pytest.mark.parametrize("command", list(HYDRA_COMMANDS))
+def test_hydra_help_says_what_and_which_choices(command):
+    result = run(command, "--help")
     assert result.returncode == 0 and result.stderr == ""
     out = result.stdout
-    assert out.startswith(f"usage: python -m {module} [key=value ...]") and f"python -m {module} --cfg job" in out
-    assert len(out.splitlines()) < 60
-    if module.startswith("dft.train"):
+    prog = f"python -m dft {command}"
+    assert out.startswith(f"usage: {prog} [key=value ...]") and f"{prog} --cfg job" in out
+    assert len(out.splitlines()) < 60 and out.splitlines()[2].strip()  # a line that says what it does
+    if command.startswith("train"):
         assert "loss.name:" in out and all(f"  {name} " in out for name in ("dft", "sft", "iw_sft", "dpo"))
         assert "qwen2.5-math-1.5b  Qwen2.5-Math-1.5B (Qwen/Qwen2.5-Math-1.5B)" in out and "setting:" in out
-    if module == "dft.eval":
+    if command == "eval":
         assert "math500 (paper, default)" in out and "qwen-boxed" in out and "hydra/" not in out
 
 
 def test_hydra_help_imports_neither_torch_nor_verl():
     code = (
-        "import runpy, sys\n"
-        "for module in sys.argv[1:]:\n"
-        "    sys.argv = [module, '--help']\n"
+        "import sys\n"
+        "from dft.cli.commands import main\n"
+        "for command in sys.argv[1:]:\n"
         "    try:\n"
-        "        runpy.run_module(module, run_name='__main__')\n"
+        "        main([*command.split(), '--help'])\n"
         "    except SystemExit as e:\n"
-        "        assert e.code == 0, (module, e.code)\n"
+        "        assert e.code == 0, (command, e.code)\n"
         "print(sorted({'torch', 'verl', 'transformers'} & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code, *HYDRA_COMMANDS], cwd=REPO, capture_output=True, text=True,
@@ -55,11 +67,11 @@ def test_hydra_help_imports_neither_torch_nor_verl():
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
-@pytest.mark.parametrize("module", FILE_TOOLS)
-def test_file_tool_help_shows_defaults(module):
-    result = run(module, "--help")
-    assert result.returncode == 0 and result.stdout.startswith("usage:") or module == "dft.cli", result.stderr
-    if module in ("dft.data.numina", "dft.tiny", "dft.grade"):
+@pytest.mark.parametrize("command", FILE_TOOLS)
+def test_file_tool_help_shows_defaults(command):
+    result = run(command, "--help")
+    assert result.returncode == 0 and result.stdout.startswith(f"usage: python -m dft {command}"), result.stderr
+    if command in ("data numina", "tiny", "grade"):
         assert "(default: " in result.stdout and "(default: None)" not in result.stdout
         assert not any(line.count("default") > 1 for line in result.stdout.splitlines())
 
@@ -99,26 +111,28 @@ def train_args(inputs, *args):
         (["optim.lr=abc"], "optim.lr='abc' is not a number"),
         (["data.train_batch_size=0"], "data.train_batch_size=0 must be at least 1"),
         (["trainer.total_training_steps=0"], "trainer.total_training_steps=0 must be at least 1"),
-        (["loss.name=ce"], "loss.name: unknown 'ce'; valid: sft, dft, iw_sft, dpo"),
+        (["loss.name=ce"], "loss.name='ce' is not a known loss; valid names: asft, dft, dpo, iw_sft, prob_power, sft"),
+        (["loss.name=dtf"], "loss.name='dtf' is not a known loss (did you mean dft?)"),
+        (["loss.normalization=global"], "loss.normalization='global' must be one of token, official"),
         (["trainer.logger=[console,tb]"], "trainer.logger: unknown 'tb'; valid: wandb"),
     ],
 )
 def test_training_refuses_bad_values(inputs, args, message):
-    assert message in refused("dft.train", *train_args(inputs, *args))
+    assert message in refused("train", *train_args(inputs, *args))
 
 
 def test_training_refuses_a_missing_model_folder(inputs):
-    error = refused("dft.train", *train_args(inputs, f"model.path={inputs / 'nope'}"))
+    error = refused("train", *train_args(inputs, f"model.path={inputs / 'nope'}"))
     assert f"model.path={inputs / 'nope'}: no such folder" in error
 
 
 def test_training_refuses_data_without_messages(inputs):
-    error = refused("dft.train", *train_args(inputs, f"data.train_files={inputs / 'plain.parquet'}"))
+    error = refused("train", *train_args(inputs, f"data.train_files={inputs / 'plain.parquet'}"))
     assert f"data.train_files: {inputs / 'plain.parquet'} has columns ['answer', 'problem'], not (messages)" in error
 
 
 def test_scoring_needs_an_output(inputs):
-    assert "ref.output: give the parquet to write" in refused("dft.ref_logprobs", *train_args(inputs))
+    assert "ref.output: give the parquet to write" in refused("ref_logprobs", *train_args(inputs))
 
 
 @pytest.mark.parametrize(
@@ -130,7 +144,7 @@ def test_scoring_needs_an_output(inputs):
 )
 def test_hub_id_without_network_fails_at_once(inputs, tmp_path, env, message):
     env = {"HF_HOME": str(tmp_path / "hf"), **env}
-    error = refused("dft.train", *train_args(inputs, "model.path=Qwen/Qwen2.5-Math-1.5B"), env=env)
+    error = refused("train", *train_args(inputs, "model.path=Qwen/Qwen2.5-Math-1.5B"), env=env)
     assert error.startswith("error: model.path=Qwen/Qwen2.5-Math-1.5B: ") and message in error
 
 
@@ -145,24 +159,22 @@ def test_hub_id_without_network_fails_at_once(inputs, tmp_path, env, message):
     ],
 )
 def test_evaluation_refuses_bad_values(inputs, args, message):
-    assert message in refused("dft.eval", f"model={inputs / 'model'}", *args)
+    assert message in refused("eval", f"model={inputs / 'model'}", *args)
 
 
 def test_evaluation_refuses_a_missing_model(inputs):
-    assert f"model={inputs}/nope: no such folder" in refused("dft.eval", f"model={inputs}/nope")
+    assert f"model={inputs}/nope: no such folder" in refused("eval", f"model={inputs}/nope")
 
 
 def test_rejection_sampling_refuses_bad_input(inputs):
-    error = refused("dft.data.rft", f"model={inputs / 'model'}", f"input={inputs / 'question.parquet'}")
+    error = refused("data rft", f"model={inputs / 'model'}", f"input={inputs / 'question.parquet'}")
     assert error.startswith(f"error: input: {inputs / 'question.parquet'} has columns ['answer', 'question'], not")
     assert "(messages) or (problem) or (extra_info, reward_model)" in error
-    assert "limit=0" in refused(
-        "dft.data.rft", f"model={inputs / 'model'}", f"input={inputs / 'sft.parquet'}", "limit=0"
-    )
+    assert "limit=0" in refused("data rft", f"model={inputs / 'model'}", f"input={inputs / 'sft.parquet'}", "limit=0")
 
 
 def test_data_prep_refuses_limit_zero(tmp_path):
-    result = run("dft.data.numina", "--out", str(tmp_path), "--limit", "0")
+    result = run("data numina", "--out", str(tmp_path), "--limit", "0")
     assert result.returncode == 2 and "argument --limit: 0 selects nothing" in result.stderr
 
 
@@ -175,7 +187,7 @@ def test_training_bar_counts_the_runs_steps_across_epochs(monkeypatch):
     """A stand-in for verl's fit: one tqdm per epoch of 8 batches, returning at the step limit (10) in epoch 2."""
     import types
 
-    from dft.progress import step_bar
+    from dft.train.progress import step_bar
 
     verl_module = types.ModuleType("fake_verl_trainer")
     verl_module.tqdm = None
@@ -224,13 +236,13 @@ def test_evaluation_bar_moves_per_generated_batch(tmp_path):
 
 
 def test_training_logs_go_to_the_runs_folder(tmp_path, monkeypatch):
-    from dft.cli import COMMANDS, compose_config
-    from dft.progress import scope_logs
+    from dft.cli.preflight import HYDRA_COMMANDS, compose_config
+    from dft.train.progress import scope_logs
 
     for name in ("TENSORBOARD_DIR", "VERL_FILE_LOGGER_PATH"):
         monkeypatch.delenv(name, raising=False)
     overrides = [f"trainer.default_local_dir={tmp_path}/run", "trainer.logger=[console,file]"]
-    config = compose_config(COMMANDS["dft.train"], overrides)
+    config = compose_config(HYDRA_COMMANDS["train"], overrides)
     run_dir = scope_logs(config)
     assert run_dir.parent == tmp_path / "run" / "logs" and run_dir.is_dir()
     assert os.environ["TENSORBOARD_DIR"] == str(run_dir / "tensorboard")
@@ -238,7 +250,7 @@ def test_training_logs_go_to_the_runs_folder(tmp_path, monkeypatch):
 
 
 def test_hydra_run_folder_is_inside_the_run(tmp_path):
-    from dft.cli import COMMANDS, compose_config
+    from dft.cli.preflight import HYDRA_COMMANDS, compose_config
 
-    config = compose_config(COMMANDS["dft.train"], [f"trainer.default_local_dir={tmp_path}"], with_hydra=True)
+    config = compose_config(HYDRA_COMMANDS["train"], [f"trainer.default_local_dir={tmp_path}"], with_hydra=True)
     assert config.hydra.run.dir.startswith(f"{tmp_path}/logs/")

@@ -13,12 +13,13 @@ import pandas as pd
 import pytest
 from conftest import check_ok, read_log, run_module, tiny_overrides
 
-from dft.data import cft, common, gsm8k, numina
+from dft.data import cft, gsm8k, numina
 from dft.data import math as math_prep
-from dft.data.common import DataPrepError, PrepOptions, prepare
+from dft.data import prep as common
+from dft.data.prep import DataPrepError, PrepOptions, prepare
+from dft.data.problems import gsm8k_gold, last_boxed, read_problems
 from dft.data.select import token_lengths
-from dft.eval.prompts import INSTRUCTION, build_prompt
-from dft.problems import gsm8k_gold, last_boxed, read_problems
+from dft.models.prompts import INSTRUCTION, build_prompt
 
 DATA_DIR = Path(os.environ.get("DFT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 GSM8K_TRAIN = DATA_DIR / "gsm8k" / "train.jsonl"
@@ -87,7 +88,7 @@ def test_math_prep_on_the_math_test_file_as_a_stand_in(tmp_path):
         assert row.messages[0]["content"] == source["problem"] + "\n" + INSTRUCTION
         assert row.messages[1]["content"] == source["solution"] and row.gold == last_boxed(source["solution"])
         assert row.source == "math"
-    # dft.data.rft samples from a prepared parquet: it gets back the problem text and gold the evaluation would use
+    # dft.rl.rft samples from a prepared parquet: it gets back the problem text and gold the evaluation would use
     problems = {p.id: p for p in read_problems(tmp_path / "m" / "train.parquet")}
     assert problems["math-7"].problem == raw[7]["problem"].strip()
     assert problems["math-7"].gold == last_boxed(raw[7]["solution"])
@@ -254,7 +255,7 @@ def test_written_gsm8k_parquet_trains_two_steps(tiny, tmp_path):
     assert got["train_rows"] >= 64, got  # two batches of 32
     overrides = [f"data.train_files={out / 'train.parquet'}", "data.val_files=null", "data.truncation=error"]
     args = tiny_overrides(tiny, tmp_path, steps=2) + overrides
-    result = run_module("dft.train", args, tmp_path / "log.jsonl", nproc=2)
+    result = run_module("train", args, tmp_path / "log.jsonl", nproc=2)
     check_ok(result)
     log = read_log(tmp_path / "log.jsonl")
     assert all(math.isfinite(log[step]["train/loss"]) and log[step]["train/loss"] > 0 for step in (1, 2))
@@ -262,7 +263,7 @@ def test_written_gsm8k_parquet_trains_two_steps(tiny, tmp_path):
 
 @needs_data
 def test_every_prep_writes_parquet_that_verls_sft_dataset_reads_with_loss_on_the_assistant_turn(tiny, tmp_path):
-    # dft.train reads data through verl's MultiTurnSFTDataset; each prep's output must load there and train on
+    # dft train reads data through verl's MultiTurnSFTDataset; each prep's output must load there and train on
     # its assistant turn (GSM8K also trains end to end below)
     from transformers import AutoTokenizer
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
@@ -284,7 +285,7 @@ def test_every_prep_writes_parquet_that_verls_sft_dataset_reads_with_loss_on_the
 
 
 def test_official_format_takes_exactly_the_first_rows_as_the_official_prep_kept_them(tiny, tmp_path):
-    from dft.formats import file_format
+    from dft.data.training_format import file_format
 
     rows = numina_rows(12)
     rows[2]["solution"] = "No box here, the answer is 4.\n"  # the official prep kept rows without \boxed{}

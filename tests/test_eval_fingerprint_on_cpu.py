@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from dft.data.problems import Problem
 from dft.eval.fingerprint import FILE, claim, default_output_dir, problems_digest, weights_digest
-from dft.problems import Problem
 
 
 def fingerprint(**changes):

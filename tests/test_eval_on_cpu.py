@@ -1,4 +1,4 @@
-"""python -m dft.eval end to end with the HF backend: the tiny model on all five benchmarks, kill and resume, Ray
+"""python -m dft eval end to end with the HF backend: the tiny model on all five benchmarks, kill and resume, Ray
 replicas; a model-faithful tiny Qwen2.5-Math with the paper's prompt; folders that refuse another run's results."""
 
 import json
@@ -20,11 +20,11 @@ def eval_args(tiny, out, *overrides):
 
 
 def eval_command(tiny, out, *overrides):
-    return [sys.executable, "-m", "dft.eval", *eval_args(tiny, out, *overrides)]
+    return [sys.executable, "-m", "dft", "eval", *eval_args(tiny, out, *overrides)]
 
 
 def run_eval(tiny, out, *overrides, ok=True):
-    result = run_module("dft.eval", eval_args(tiny, out, *overrides))
+    result = run_module("eval", eval_args(tiny, out, *overrides))
     assert (result.returncode == 0) is ok, result.stdout[-3000:] + result.stderr[-5000:]
     return result.stdout if ok else result.stderr
 
@@ -85,7 +85,7 @@ def test_ray_data_parallel_replicas_give_every_problem_its_samples(tiny, tmp_pat
 def test_paper_prompt_for_a_faithful_qwen_and_a_folder_that_refuses_another_model(tiny, faithful_tiny, tmp_path):
     qwen = faithful_tiny("qwen2.5-math-1.5b")
     args = ("benchmarks=[amc23]", "limit=2", "sampling.n=2", "sampling.max_new_tokens=8")
-    result = run_module("dft.eval", [f"model={qwen}", f"out={tmp_path}", "grading.workers=1", *args])
+    result = run_module("eval", [f"model={qwen}", f"out={tmp_path}", "grading.workers=1", *args])
     assert result.returncode == 0, result.stderr[-5000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["prompt_template"] == "qwen-boxed" and summary["context"] == 4096  # prompt=auto, from the preset

@@ -8,11 +8,14 @@ import types
 import pytest
 import torch
 
+from dft.data.problems import Problem
 from dft.eval.backends import Completion, HFBackend, Request, SamplingParams, VLLMBackend, vllm_completion, vllm_inputs
-from dft.eval.model_format import HARNESS_STOP_STRINGS, ModelFormat, StopSet
-from dft.eval.prompts import build_prompt
-from dft.model_cards import PAPER_CARDS, build_faithful_tiny, default_models_dir
-from dft.problems import Problem
+from dft.models.cards import build_faithful_tiny, default_models_dir
+from dft.models.generation import HARNESS_STOP_STRINGS, ModelFormat, StopSet
+from dft.models.presets import paper_presets
+from dft.models.prompts import build_prompt
+
+PAPER_CARDS = [p.card for p in paper_presets()]
 
 CONTEXT = {"qwen2.5-math-1.5b": 4096, "qwen2.5-math-7b": 4096, "llama-3.2-3b": 131072, "llama-3.1-8b": 131072,
            "deepseek-math-7b": 4096}  # fmt: skip
@@ -72,7 +75,7 @@ def generate(model, fmt, stops, max_new_tokens=40):
 
 @pytest.mark.parametrize("card", PAPER_CARDS)
 def test_context_is_max_position_embeddings_and_vllm_gets_it(card, monkeypatch):
-    from dft.eval.model_format import context_length
+    from dft.models.generation import context_length
 
     assert context_length(str(default_models_dir() / card)) == CONTEXT[card]
     fake = FakeVLLM()

@@ -1,4 +1,4 @@
-"""python -m dft.figures on the tiny model: Figure 1 from evaluations of real checkpoints, Figure 2 from token
+"""python -m dft figures on the tiny model: Figure 1 from evaluations of real checkpoints, Figure 2 from token
 log-probs scored by verl's engine, the sweep figure from summaries; each PNG is a real 300-dpi image and its JSON
 holds the plotted numbers, checked against the result files they came from. PDF and SVG by extension, titles with
 model and setting, sample sizes in legends."""
@@ -15,9 +15,9 @@ import pytest
 from conftest import FP32, REPO, check_ok, run_module, tiny_overrides
 from PIL import Image
 
-from dft import figures
-from dft.datasets import ref_column
 from dft.eval.runner import write_summary
+from dft.report import figures
+from dft.train.columns import ref_column
 
 STEPS, SAVE_EVERY = 20, 10
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +33,7 @@ def checkpoints(tiny, tmp_path_factory):
         "loss.name=sft", "optim.lr=3e-3", "trainer.total_epochs=3", f"trainer.save_freq={SAVE_EVERY}",
         "checkpoint.save_contents=[model,optimizer,extra,hf_model]",
     ]  # fmt: skip
-    check_ok(run_module("dft.train", args, run_dir / "log.jsonl", nproc=2))
+    check_ok(run_module("train", args, run_dir / "log.jsonl", nproc=2))
     saved = {step: run_dir / "ckpt" / f"global_step_{step}" / "huggingface" for step in (SAVE_EVERY, STEPS)}
     assert all((path / "config.json").exists() for path in saved.values())
     return {0: tiny.model_dir, **saved}
@@ -68,7 +68,7 @@ def tiny_benchmark_dir(tiny, root):
 def evaluate(model, data_dir, out):
     args = [f"model={model}", "source=local", f"data_dir={data_dir}", "prompt=chat-cot", "benchmarks=[aime24]",
             "limit=4", "sampling.n=2", "sampling.max_new_tokens=24", "grading.workers=1", f"out={out}"]  # fmt: skip
-    result = run_module("dft.eval", args, timeout=300)
+    result = run_module("eval", args, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return json.loads((out / "summary.json").read_text())
 
@@ -89,14 +89,14 @@ def test_dynamics_plots_each_checkpoints_evaluation_by_step(checkpoints, tiny, t
 
 @pytest.fixture(scope="module")
 def scored(checkpoints, tiny, tmp_path_factory):
-    """The tiny training set scored by the base model and by the 20-step SFT model (dft.ref_logprobs)."""
+    """The tiny training set scored by the base model and by the 20-step SFT model (dft.train.ref_scoring)."""
     root = tmp_path_factory.mktemp("figures_scored")
     paths = {}
     for label, model in (("Base", checkpoints[0]), ("SFT", checkpoints[STEPS])):
         paths[label] = root / f"train.{label.lower()}.parquet"
         args = ["preset=tiny-cpu", f"model.path={model}", f"data.train_files={tiny.train_parquet}",
                 f"ref.output={paths[label]}", "ref.rows_per_step=64", *FP32]  # fmt: skip
-        check_ok(run_module("dft.ref_logprobs", args, root / f"{label}.log", nproc=2))
+        check_ok(run_module("ref_logprobs", args, root / f"{label}.log", nproc=2))
     return paths
 
 
@@ -133,7 +133,7 @@ def test_token_probs_names_the_file_and_its_columns_when_ref_log_probs_is_missin
 
 
 def summary(tmp_path, name, avg, k=16):
-    """A summary.json as dft.eval writes it, with avg@k on math500 and aime24 (aime24 lower by 10 points)."""
+    """A summary.json as dft eval writes it, with avg@k on math500 and aime24 (aime24 lower by 10 points)."""
     sizes = {"samples_per_problem": k}
     per_benchmark = {"math500": {"problems": 500, **sizes, f"avg@{k}": avg, f"pass@{k}": avg},
                      "aime24": {"problems": 30, **sizes, f"avg@{k}": avg - 0.1, "pass@1": 0}}  # fmt: skip
@@ -187,10 +187,11 @@ def test_missing_results_are_errors_that_name_the_file(tmp_path):
 
 
 def test_the_command_line_reports_errors_without_a_traceback(tmp_path):
-    cmd = [sys.executable, "-m", "dft.figures", "dynamics", "--run", "SFT", *TITLE_ARGS, "--out", f"{tmp_path}/x.png"]
+    cmd = [sys.executable, "-m", "dft", "figures", "dynamics", "--run", "SFT", *TITLE_ARGS]
+    cmd += ["--out", f"{tmp_path}/x.png"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "dft.figures dynamics: error: --run 'SFT': expected LABEL=DIR" in result.stderr
+    assert "dft figures dynamics: error: --run 'SFT': expected LABEL=DIR" in result.stderr
     assert figures.REF_LOG_PROBS == ref_column()
 
 

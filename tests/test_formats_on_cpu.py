@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from dft.data.common import Example, write_parquet
-from dft.datasets import OfficialFormatDataset
-from dft.eval.prompts import build_prompt
-from dft.formats import official_template, prompt_lengths, rows_without_loss_tokens
+from dft.data.prep import Example, write_parquet
+from dft.data.training_format import official_template, prompt_lengths, rows_without_loss_tokens
+from dft.models.prompts import build_prompt
+from dft.train.sft_datasets import OfficialFormatDataset
 
 PROBLEM = "Let $x^2 = 4$ and $x > 0$. Find $x$."
 SOLUTION = "Since $x > 0$, $x = \\sqrt{4} = 2$. The answer is $\\boxed{2}$."
@@ -91,7 +91,7 @@ def test_a_tokenizer_without_chat_template_and_without_preset_is_refused(tiny, t
 @pytest.mark.parametrize("card", ["qwen2.5-math-1.5b", "llama-3.1-8b"])
 @pytest.mark.parametrize("fmt", ["chat", "official"])
 def test_the_fast_count_of_rows_without_loss_tokens_is_exact(card, fmt):
-    from dft.model_cards import load_card
+    from dft.models.cards import load_card
 
     tokenizer = AutoTokenizer.from_pretrained(load_card(card).path)
     if tokenizer.chat_template is None and fmt == "chat":
@@ -113,10 +113,10 @@ def test_the_fast_count_of_rows_without_loss_tokens_is_exact(card, fmt):
 
 
 def test_rejection_sampled_rows_are_written_in_the_format_training_asks_for(tmp_path):
-    from dft.data.rft import sft_rows, write_sft_parquet
-    from dft.eval.prompts import INSTRUCTION
-    from dft.formats import file_format
-    from dft.problems import Problem
+    from dft.data.problems import Problem
+    from dft.data.training_format import file_format
+    from dft.models.prompts import INSTRUCTION
+    from dft.rl.rft import sft_rows, write_sft_parquet
 
     problems = [Problem("p0", PROBLEM, "2")]
     samples = {("p0", 0): {"correct": True, "error": None, "response": SOLUTION},

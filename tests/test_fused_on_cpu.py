@@ -1,4 +1,4 @@
-"""``model.use_fused_kernels=True`` through ``dft.train``: every loss takes the same first steps as on the unfused
+"""``model.use_fused_kernels=True`` through ``dft train``: every loss takes the same first steps as on the unfused
 path (loss, gradient norm, and the loss after the first update), in both layouts; the combinations verl 0.9.1
 cannot train are refused before any model loads, and the refusal stays true of verl."""
 
@@ -12,8 +12,11 @@ import pytest
 import torch
 from conftest import FP32, REPO, check_ok, compose_config, read_log, run_module, tiny_overrides
 
-from dft.datasets import PAIR_SIDES, ref_column, target_positions
-from dft.model_cards import PAPER_CARDS
+from dft.models.presets import paper_presets
+from dft.train.columns import PAIR_SIDES, ref_column
+from dft.train.sft_datasets import target_positions
+
+PAPER_CARDS = [p.card for p in paper_presets()]
 
 LOGGED = ("train/loss", "train/nll", "train/grad_norm")
 
@@ -23,7 +26,7 @@ def target_counts(tiny, data, pairs: bool) -> list:
     from transformers import AutoTokenizer
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
-    from dft.datasets import PreferencePairDataset
+    from dft.train.sft_datasets import PreferencePairDataset
 
     cfg = compose_config(["preset=tiny-cpu", f"model.path={tiny.model_dir}"])
     tokenizer = AutoTokenizer.from_pretrained(tiny.model_dir)
@@ -70,12 +73,12 @@ CASES = {
 
 
 def two_steps(tiny, run_dir, loss_args, remove_padding, nproc, fused, data=None):
-    """Steps 1 and 2 of ``dft.train`` in fp32; returns (log, stdout)."""
+    """Steps 1 and 2 of ``dft train`` in fp32; returns (log, stdout)."""
     args = tiny_overrides(tiny, run_dir, steps=2) + ["data.val_files=null", *FP32, *loss_args]
     args += [f"model.use_remove_padding={remove_padding}", f"model.use_fused_kernels={fused}"]
     if data is not None:
         args.append(f"data.train_files={data}")
-    result = run_module("dft.train", args, run_dir / "log.jsonl", nproc=nproc)
+    result = run_module("train", args, run_dir / "log.jsonl", nproc=nproc)
     check_ok(result)
     return read_log(run_dir / "log.jsonl"), result.stdout
 
@@ -117,7 +120,7 @@ def untied(tiny, tmp_path_factory):
 
 
 def prepare(tiny, model_dir, *overrides):
-    from dft.trainer import prepare_config
+    from dft.train.config import prepare_config
 
     base = ["preset=tiny-cpu", f"model.path={model_dir}", f"data.train_files={tiny.train_parquet}"]
     return prepare_config(compose_config([*base, "data.val_files=null", *overrides]))
@@ -148,7 +151,7 @@ def test_fused_backends_that_cannot_run_here_are_refused(tiny, override, message
 
 FSDP2_FORWARD = """
 import sys, torch, torch.distributed as dist
-import dft.cpu_platform
+import dft.train.cpu_platform
 from transformers import AutoModelForCausalLM
 from verl.models.transformers.monkey_patch import apply_monkey_patch
 from verl.utils.fsdp_utils import apply_fsdp2
@@ -168,7 +171,7 @@ for name, path in zip(sys.argv[1::2], sys.argv[2::2]):
 
 def test_the_refusal_matches_verl_untied_heads_fail_under_fsdp2_and_tied_heads_run(tiny, untied):
     """verl's own pieces, no dft: its fused forward on an FSDP2-wrapped model. If a verl upgrade makes the untied
-    case run, this test fails and the refusal in dft/fused.py can go."""
+    case run, this test fails and the refusal in dft/train/logprob_path.py can go."""
     args = ["tied", str(tiny.model_dir), "untied", str(untied)]
     result = subprocess.run([sys.executable, "-c", FSDP2_FORWARD, *args], cwd=REPO, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
@@ -179,8 +182,8 @@ def test_the_refusal_matches_verl_untied_heads_fail_under_fsdp2_and_tied_heads_r
 
 @pytest.mark.parametrize("card", PAPER_CARDS)
 def test_presets_turn_fused_kernels_on_exactly_where_verl_can_run_them(card):
-    from dft.fused import check_fused_kernels, lm_head_is_tied
-    from dft.model_cards import load_card
+    from dft.models.cards import load_card
+    from dft.train.logprob_path import check_fused_kernels, lm_head_is_tied
 
     card_dir = load_card(card).path
     cfg = compose_config([f"preset={card}", f"model.path={card_dir}"])

@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import REPO, check_ok
 
-from dft.model_cards import load_card
+from dft.models.cards import load_card
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Grading (``dft.eval.grading``, ``python -m dft.grade``): a hand-judged set, threads, timeouts, errors, CLI.
+"""Grading (``dft.eval.grading``, ``python -m dft grade``): a hand-judged set, threads, timeouts, errors, CLI.
 
 ``tests/data/grading_hand_judged.jsonl`` holds a careful human's verdicts, each with why. Where our grading
 disagrees with a defensible verdict, the row says so (``known_miss``) and the case is ``xfail`` (strict);
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from math_verify import parse, verify
 
+from dft.data.problems import last_boxed
 from dft.eval import judge as judge_module
 from dft.eval.answers import extract_answer
 from dft.eval.grading import Grader, Verdict, as_math, grade, judge, normalize_gold
-from dft.problems import last_boxed
 
 REPO = Path(__file__).resolve().parents[1]
 SLOW = r"\boxed{9^{9^{9^{9}}}}"  # sympy evaluates the power tower exactly: minutes of CPU, never an answer
@@ -264,7 +264,7 @@ def test_cli_regrades_a_file(tmp_path):
         {"id": 2, "response": "no boxed answer", "gold": "3"},
     ]
     src, out = _write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl"
-    cmd = [sys.executable, "-m", "dft.grade", str(src), "--out", str(out), "--workers", "1"]
+    cmd = [sys.executable, "-m", "dft", "grade", str(src), "--out", str(out), "--workers", "1"]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "graded 3: 1 correct, 0 errors (0 timeout)"
@@ -275,7 +275,7 @@ def test_cli_regrades_a_file(tmp_path):
 
 
 def test_cli_keeps_its_input_unless_in_place(tmp_path, capsys):
-    from dft.grade import main
+    from dft.eval.regrade import main
 
     src = _write_jsonl(tmp_path / "in.jsonl", [{"response": boxed("3"), "gold": "3", "keep": [1]}])
     before = src.read_text()
@@ -295,7 +295,7 @@ def test_cli_keeps_its_input_unless_in_place(tmp_path, capsys):
     [("not json", "not valid JSON"), ({"response": "x"}, "missing field(s) gold"), ([1, 2], "not an object")],
 )
 def test_cli_names_the_bad_line(tmp_path, bad_line, message):
-    from dft.grade import main
+    from dft.eval.regrade import main
 
     src = _write_jsonl(tmp_path / "in.jsonl", [{"response": "a", "gold": "1"}, "", bad_line])
     with pytest.raises(SystemExit) as exit_info:

@@ -124,7 +124,7 @@ def torchrun_rendezvous(nnodes, endpoint, rdzv_id):
 
 def test_one_node_runs_standalone_torchrun_on_every_gpu_nvidia_smi_lists(cluster):
     result = cluster.run(script("train.sh"), OVERRIDES, DRY_RUN="1", FAKE_GPUS="4")
-    standalone = ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=4", "-m", "dft.train"]
+    standalone = ["torchrun", "--standalone", "--nnodes=1", "--nproc_per_node=4", "-m", "dft", "train"]
     assert printed(result.stdout) == [(None, standalone + OVERRIDES)]
     assert cluster.log == [], "a dry run launched something"
 
@@ -133,13 +133,13 @@ def test_several_nodes_meet_at_a_c10d_rendezvous_on_the_master(cluster):
     knobs = {"NNODES": "4", "MASTER_ADDR": "node0", "MASTER_PORT": "29600", "JOB_ID": "dft-7b", "NPROC_PER_NODE": "2"}
     result = cluster.run(script("train.sh"), OVERRIDES, DRY_RUN="1", **knobs)
     rendezvous = torchrun_rendezvous(4, "node0:29600", "dft-7b")
-    assert printed(result.stdout) == [(None, rendezvous + ["--nproc_per_node=2", "-m", "dft.train"] + OVERRIDES)]
+    assert printed(result.stdout) == [(None, rendezvous + ["--nproc_per_node=2", "-m", "dft", "train"] + OVERRIDES)]
 
 
 def test_overrides_printed_by_train_sh_are_the_given_ones_and_compose(cluster):
     # the printed line goes back through a shell (shlex): spaces, quotes and $ must come out as they went in
     [(_, cmd)] = printed(cluster.run(script("train.sh"), OVERRIDES, DRY_RUN="1").stdout)
-    overrides = cmd[cmd.index("dft.train") + 1 :]
+    overrides = cmd[cmd.index("train") + 1 :]
     assert overrides == OVERRIDES
     assert_composes_like_overrides(overrides)
 
@@ -205,7 +205,7 @@ def test_slurm_torchrun_runs_one_task_per_node_meeting_on_the_first_host(cluster
     stale = {"MASTER_ADDR": "localhost", "NNODES": "1", "JOB_ID": "old"}
     result = cluster.run(script("slurm/train.sbatch"), OVERRIDES, DRY_RUN="1", **SLURM_JOB, **stale)
     step = ["srun", "--nodes=3", "--ntasks-per-node=1", "--cpus-per-task=64", "--kill-on-bad-exit=1"]
-    torchrun = torchrun_rendezvous(3, "gpu-a:29500", "4242") + ["--nproc_per_node=8", "-m", "dft.train"]
+    torchrun = torchrun_rendezvous(3, "gpu-a:29500", "4242") + ["--nproc_per_node=8", "-m", "dft", "train"]
     assert printed(result.stdout) == [
         (None, step + ["bash", "scripts/train.sh"] + OVERRIDES),
         ("gpu-a", torchrun + OVERRIDES),
@@ -274,7 +274,7 @@ def test_slurm_ray_starts_head_then_workers_then_trains_on_the_head(cluster):
     head_start = ["ray", "start", "--head", "--port=6379", "--num-gpus=8", "--num-cpus=64", "--block"]
     worker_start = ["ray", "start", "--address=gpu-a:6379", "--num-gpus=8", "--num-cpus=64", "--block"]
     driver = ["env", "NNODES=3", "RAY_ADDRESS=gpu-a:6379", "bash", "scripts/train_ray.sh"]
-    train = ["python", "-m", "dft.train_ray", "trainer.nnodes=3", "trainer.n_gpus_per_node=8"]
+    train = ["python", "-m", "dft", "train_ray", "trainer.nnodes=3", "trainer.n_gpus_per_node=8"]
     assert printed(result.stdout) == [
         ("gpu-a", ray_step("gpu-a", "ROLE=head")),
         ("gpu-a", head_start),
@@ -307,4 +307,4 @@ def test_slurm_ray_gives_up_when_nodes_do_not_join(cluster):
     result = cluster.run(script("slurm/train_ray.sbatch"), ok=False, FAKE_ALIVE="1", RAY_WAIT_S="0", **SLURM_JOB)
     assert result.returncode != 0
     assert "Ray at gpu-a:6379 has 1 of 3 nodes after RAY_WAIT_S=0" in result.stderr
-    assert not [cmd for cmd in cluster.log if "dft.train_ray" in cmd], "trained without all nodes"
+    assert not [cmd for cmd in cluster.log if "train_ray" in cmd], "trained without all nodes"

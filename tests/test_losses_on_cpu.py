@@ -1,10 +1,13 @@
-"""dft.losses against independent float64 references computed from raw logits.
+"""dft.train.losses.registry against independent float64 references computed from raw logits.
 
 The batch is laid out as verl's engine lays it out: jagged input ids and loss mask, and per-token log-probs
 of the *next* token computed on the flattened batch (so the loss mask must be rolled by one).
 """
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,8 +15,9 @@ import torch.nn.functional as F
 from verl.utils import tensordict_utils as tu
 from verl.workers.utils.losses import sft_loss as verl_sft_loss
 
-from dft.losses import LossConfig, dft_loss, get_loss_fn, loss_config_from, sft_loss
-from dft.trainer import reduce_metric_values
+from dft.train.losses.likelihood import dft_loss, sft_loss
+from dft.train.losses.registry import LossConfig, get_loss_fn, loss_config_from
+from dft.train.trainer import reduce_metric_values
 
 torch.set_default_dtype(torch.float64)
 
@@ -206,7 +210,7 @@ def test_weight_floor_and_alpha_follow_their_formulas():
 
 def test_unknown_loss_name_lists_valid_names():
     with pytest.raises(
-        ValueError, match=r"loss.name='dtf'.*valid names: \['asft', 'dft', 'dpo', 'iw_sft', 'prob_power', 'sft'\]"
+        ValueError, match=r"loss.name='dtf' is not a known loss \(did you mean dft\?\); valid names: asft, dft, dpo, "
     ):
         loss_config_from({"name": "dtf"})
 
@@ -214,7 +218,7 @@ def test_unknown_loss_name_lists_valid_names():
 def test_bad_loss_options_are_named():
     with pytest.raises(ValueError, match=r"loss.weight_floor=1.5 must lie in \[0, 1\]"):
         loss_config_from({"name": "dft", "weight_floor": 1.5})
-    with pytest.raises(ValueError, match=r"unknown key\(s\) in the loss section: \['floor'\]"):
+    with pytest.raises(ValueError, match=r"loss.floor is not a key of the loss section; did you mean loss.weight_fl"):
         loss_config_from({"name": "dft", "floor": 0.1})
 
 
@@ -315,10 +319,10 @@ def test_a_batch_without_loss_tokens_is_an_error_not_a_nan(normalization):
 def test_every_registered_loss_declares_its_needs_and_the_trainer_config_lists_its_options():
     from conftest import compose_config
 
-    from dft.datasets import DATASETS
-    from dft.losses import LOSSES
+    from dft.train.losses.registry import losses
+    from dft.train.sft_datasets import DATASETS
 
-    for name, spec in LOSSES.items():
+    for name, spec in losses().items():
         assert ("chat", spec.data) in DATASETS and spec.unit in ("token", "pair"), name
     # every LossConfig field is a key of the trainer config's loss section, with the same default
     section = compose_config().loss
@@ -326,11 +330,35 @@ def test_every_registered_loss_declares_its_needs_and_the_trainer_config_lists_i
     assert dict(section) == {k: list(v) if isinstance(v, tuple) else v for k, v in defaults.items()}
 
 
-def test_help_lists_the_losses_of_the_registry():
-    """``--help`` reads the registry without importing torch (dft.cli): it must find every registered loss."""
-    from dft.cli import registered_losses
-    from dft.losses import LOSSES
+def test_a_loss_added_as_one_module_is_listed_checked_and_trained_on(tmp_path):
+    """Adding a loss touches only its module: a copy of the package with one new file in dft/train/losses/ lists it in
+    --help (without importing torch or verl), accepts it, and refuses a typo of it naming it."""
+    import shutil
 
-    assert {name: info.get("data", "conversation") for name, info in registered_losses().items()} == {
-        name: spec.data for name, spec in LOSSES.items()
-    }
+    from conftest import REPO
+
+    shutil.copytree(REPO / "dft", tmp_path / "dft", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "configs").symlink_to(REPO / "configs")
+    (tmp_path / "dft" / "train" / "losses" / "half_sft.py").write_text(
+        "from dft.train.losses.registry import register_loss\n\n\n"
+        "@register_loss('half_sft')\n"
+        "def half_sft_loss(config, model_output, data, dp_group=None):\n"
+        '    """Half of cross-entropy (a loss made for this test)."""\n'
+        "    from dft.train.losses.likelihood import sft_loss\n\n"
+        "    loss, metrics = sft_loss(config, model_output, data)\n"
+        "    return loss / 2, metrics\n"
+    )
+    code = (
+        "import sys\n"
+        "from dft.train.losses.registry import loss_errors, losses\n"
+        "print(sorted(losses()), sorted({'torch', 'verl'} & set(sys.modules)))\n"
+        "print(loss_errors({'loss': {'name': 'half_sft'}}), loss_errors({'loss': {'name': 'half_stf'}}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    names, errors = result.stdout.splitlines()
+    assert "'half_sft'" in names and names.endswith("[]"), result.stderr[-2000:]
+    assert errors.startswith("[] [") and "did you mean half_sft?" in errors
+    help_text = subprocess.run([sys.executable, "-m", "dft", "train", "--help"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True).stdout  # fmt: skip
+    assert "half_sft   Half of cross-entropy (a loss made for this test)." in help_text

@@ -4,7 +4,10 @@ import json
 
 import pytest
 
-from dft.model_cards import PAPER_CARDS, TINY_SHAPE, load_card
+from dft.models.cards import TINY_SHAPE, load_card
+from dft.models.presets import paper_presets
+
+PAPER_CARDS = [p.card for p in paper_presets()]
 
 
 @pytest.mark.parametrize("name", ["qwen2.5-math-1.5b", "llama-3.1-8b"])

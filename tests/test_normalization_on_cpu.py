@@ -59,7 +59,7 @@ def engine_step1(tiny, tmp_path, normalization, nproc, micro_batch):
     layout = [f"loss.normalization={normalization}", "data.use_dynamic_bsz=False",
               f"data.micro_batch_size_per_gpu={micro_batch}", "checkpoint.save_contents=[model]"]  # fmt: skip
     args = tiny_overrides(tiny, run_dir, steps=1) + FP32 + layout
-    check_ok(run_module("dft.train", args, run_dir / "log.jsonl", nproc=nproc))
+    check_ok(run_module("train", args, run_dir / "log.jsonl", nproc=nproc))
     step = read_log(run_dir / "log.jsonl")[1]
     return step["train/loss"], step["train/grad_norm"]
 

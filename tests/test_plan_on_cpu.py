@@ -1,4 +1,4 @@
-"""dft.plan: parameter counts against transformers' own models, the standard error of avg@k against simulated
+"""dft.report.plan: parameter counts against transformers' own models, the standard error of avg@k against simulated
 reruns, problem counts against the benchmark files."""
 
 import json
@@ -9,9 +9,12 @@ import torch
 from conftest import REPO
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from dft import plan
 from dft.eval.benchmarks import PAPER_BENCHMARKS
-from dft.model_cards import PAPER_CARDS, load_card
+from dft.models.cards import load_card
+from dft.models.presets import paper_presets
+from dft.report import plan
+
+PAPER_CARDS = [p.card for p in paper_presets()]
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 

@@ -2,15 +2,16 @@
 
 import pytest
 
-from dft.model_cards import PAPER_CARDS
-from dft.presets import get_preset, preset_for_model, presets
+from dft.models.cards import card_names
+from dft.models.presets import get_preset, paper_presets, preset_for_model, presets
 
 
 def test_every_paper_card_has_a_preset_with_a_known_prompt():
-    from dft.eval.prompts import PROMPT_TEMPLATES
+    from dft.models.prompts import PROMPT_TEMPLATES
 
     by_card = {p.card: p for p in presets().values() if p.card}
-    assert sorted(by_card) == sorted(PAPER_CARDS)
+    assert sorted(by_card) == card_names() and len(card_names()) == 5  # the five cards of ../shared/models
+    assert sorted(p.name for p in paper_presets()) == sorted(p.name for p in by_card.values())
     assert all(p.eval_prompt in PROMPT_TEMPLATES for p in presets().values())
     assert get_preset("llama-3.1-8b").lr == 2e-5 and get_preset("llama-3.1-8b").paper_name == "LLaMA-3.1-8B"
 
@@ -29,7 +30,7 @@ def test_unknown_models_and_presets(tmp_path):
 
 
 def test_the_cli_prints_what_the_recipes_read_and_refuses_an_unknown_preset(capsys):
-    from dft.presets import main
+    from dft.models.presets import main
 
     main(["llama-3.2-3b", "--field", "hub_id", "--field", "paper_name"])
     assert capsys.readouterr().out == "meta-llama/Llama-3.2-3B\nLLaMA-3.2-3B\n"

@@ -1,4 +1,4 @@
-"""CPU tests for dft.problems: one reader of rows, fields and golds for training data and evaluation.
+"""CPU tests for dft.data.problems: one reader of rows, fields and golds for training data and evaluation.
 
 The same raw row gives the same gold through a data preparation and through a benchmark loader (GSM8K, MATH);
 a problem is read back from a stored row by one rule (chat-cot user turn in the chat format, the bare problem
@@ -12,10 +12,8 @@ import pytest
 
 from dft.data import gsm8k
 from dft.data import math as math_prep
-from dft.data.common import Example, write_parquet
-from dft.eval.benchmarks import BENCHMARKS
-from dft.formats import user_turn
-from dft.problems import (
+from dft.data.prep import Example, write_parquet
+from dft.data.problems import (
     BadRow,
     Problem,
     SourceError,
@@ -25,6 +23,8 @@ from dft.problems import (
     read_jsonl,
     read_problems,
 )
+from dft.data.training_format import user_turn
+from dft.eval.benchmarks import BENCHMARKS
 
 GSM8K_ANSWER = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n#### 1,072"
 

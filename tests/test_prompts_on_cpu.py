@@ -1,4 +1,4 @@
-"""CPU tests for dft.eval.prompts: the paper's prompt per model, byte for byte with the real tokenizers (the CLI
+"""CPU tests for dft.models.prompts: the paper's prompt per model, byte for byte with the real tokenizers (the CLI
 too), ``prompt=auto`` from the model's preset, one BOS in the token ids, chat-cot through the chat template."""
 
 import subprocess
@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from dft import tiny
-from dft.eval.model_format import encode_prompt
-from dft.eval.prompts import INSTRUCTION, PROMPT_TEMPLATES, build_prompt, get_template, main, resolve_template
-from dft.model_cards import PAPER_CARDS, default_models_dir
-from dft.presets import get_preset
+from dft.models import tiny
+from dft.models.cards import default_models_dir
+from dft.models.generation import encode_prompt
+from dft.models.presets import get_preset, paper_presets
+from dft.models.prompts import INSTRUCTION, PROMPT_TEMPLATES, build_prompt, get_template, main, resolve_template
+
+PAPER_CARDS = [p.card for p in paper_presets()]
 
 REPO = Path(__file__).resolve().parents[1]
 # Braces, a backslash command and a newline: nothing in a problem may be read as a format field.
@@ -135,8 +137,7 @@ def test_chat_cot_uses_the_tokenizers_chat_template(tokenizer):
 
 
 def test_chat_cot_user_message_is_the_training_prompt(tokenizer):
-    """Fine-tuned models are evaluated on exactly the user turn they were trained on (dft.tiny.to_messages)."""
-    assert INSTRUCTION == tiny.INSTRUCTION
+    """Fine-tuned models are evaluated on exactly the user turn they were trained on (dft.models.tiny.to_messages)."""
     record = tiny.make_problems(1, seed=3)[0]
     training_user_turn = tiny.to_messages(record)[:1]
     expected = tokenizer.apply_chat_template(training_user_turn, tokenize=False, add_generation_prompt=True)
@@ -182,7 +183,7 @@ def test_cli_renders_chat_cot_with_a_tokenizer(tmp_path, tokenizer, capsys):
 
 def test_cli_module_entry_point_runs():
     result = subprocess.run(
-        [sys.executable, "-m", "dft.eval.prompts", "--template", "qwen-boxed", "--problem", "Q"],
+        [sys.executable, "-m", "dft", "prompts", "--template", "qwen-boxed", "--problem", "Q"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -7,9 +7,9 @@ import sys
 import pytest
 from conftest import REPO, check_ok, run_module
 
-from dft import quickstart as qs
+from dft.cli.quickstart import table1 as qs
+from dft.cli.quickstart.table3 import train_online
 from dft.eval.grading import grade
-from dft.quickstart_table3 import train_online
 
 N_TEST = 64
 
@@ -20,7 +20,7 @@ def quickstart_args(out):
 
 def run_quickstart(out):
     """README command 1 as a user runs it: a fresh interpreter, its stages through real torchrun processes."""
-    cmd = [sys.executable, "-m", "dft.quickstart", *quickstart_args(out)]
+    cmd = [sys.executable, "-m", "dft", "quickstart", *quickstart_args(out)]
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result.stdout
@@ -49,12 +49,12 @@ def test_quickstart_prints_the_table_writes_results_and_reuses_finished_runs(tmp
         assert result["avg@1"] == sum(line["correct"] for line in lines) / N_TEST
 
     trained = {row: (out / row / "train.log").stat().st_mtime for row in ("base", "sft", "dft")}
-    check_ok(run_module("dft.quickstart", quickstart_args(out)))  # forked: a run that reuses needs no interpreter
+    check_ok(run_module("quickstart", quickstart_args(out)))  # forked: a run that reuses needs no interpreter
     assert {row: (out / row / "train.log").stat().st_mtime for row in trained} == trained
 
 
 def finished_run(run_dir, overrides, steps):
-    """A run folder as dft.train leaves it after ``steps`` steps (only what the quickstart looks at)."""
+    """A run folder as dft train leaves it after ``steps`` steps (only what the quickstart looks at)."""
     hf_dir = run_dir / "ckpt" / f"global_step_{steps}" / "huggingface"
     hf_dir.mkdir(parents=True)
     (hf_dir / "model.safetensors").write_bytes(b"")

@@ -1,10 +1,10 @@
-"""``python -m dft.quickstart table3`` at a reduced size, and the PPO/GRPO runs it makes through verl's ``main_ppo``.
+"""``python -m dft quickstart table3`` at a reduced size, and the PPO/GRPO runs it makes through verl's ``main_ppo``.
 
 One run of the Table 3 quickstart (module fixture) trains every row through the real pipeline on the tiny Base of
-tests/tiny_base.py: SFT, iw-SFT and DFT (``dft.train``, ``dft.ref_logprobs``), rejection sampling
-(``dft.data.rft``), RFT/iw-SFT/DFT on the accepted samples and DPO on the pairs, then GRPO and PPO for 2 steps
+tests/tiny_base.py: SFT, iw-SFT and DFT (``dft train``, ``dft.train.ref_scoring``), rejection sampling
+(``dft.rl.rft``), RFT/iw-SFT/DFT on the accepted samples and DPO on the pairs, then GRPO and PPO for 2 steps
 each through ``scripts/train_rl.sh rl_setting=tiny-cpu`` (2 training processes, FSDP2 over gloo, the Hugging Face
-rollout of dft/hf_rollout.py, the math-verify reward of dft/reward.py on the Base's own responses). The RL tests
+rollout of dft/rl/hf_rollout.py, the math-verify reward of dft/rl/reward.py on the Base's own responses). The RL tests
 read those runs' metrics and rollouts; one more ``main_ppo`` run resumes GRPO from its step-2 checkpoint.
 
 The quickstart's ``python -m``/torchrun stages are forked from the test process (tests/forked_quickstart.py; the
@@ -23,9 +23,9 @@ import pytest
 from conftest import REPO, read_log
 from forked import run_forked
 
+from dft.cli.quickstart.table1 import slug
+from dft.cli.quickstart.table3 import RESPONSES, ROWS, train_online
 from dft.eval.grading import grade
-from dft.quickstart import slug
-from dft.quickstart_table3 import RESPONSES, ROWS, train_online
 
 pytest.importorskip("transfer_queue", reason="verl's main_ppo imports TransferQueue: pip install -e '.[test]'")
 
@@ -40,7 +40,7 @@ def run_table3(out, base):
     """The quickstart's stages through python/torchrun forked from this process (tests/forked_quickstart.py)."""
     args = ["table3", "--out", str(out), "--base", str(base), *ARGS]
     if os.environ.get("DFT_TESTS_SUBPROCESS") == "1":
-        cmd = [sys.executable, "-m", "dft.quickstart", *args]
+        cmd = [sys.executable, "-m", "dft", "quickstart", *args]
         result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=3600)
     else:
         result = run_forked("forked_quickstart", args, dict(os.environ), REPO, None, timeout=3600)
@@ -105,7 +105,7 @@ def check_rewards_are_math_verify_of_the_responses(run_dir, step, responses):
     rows = rollouts(run_dir, step)
     assert len(rows) == responses
     for row in rows:
-        # the reward is the evaluation's verdict on the last \boxed{} answer only (dft/reward.py): an answer the
+        # the reward is the evaluation's verdict on the last \boxed{} answer only (dft/rl/reward.py): an answer the
         # evaluation reads some other way (the last number) earns nothing
         verdict = grade(row["output"], row["gts"])
         assert row["score"] == float(verdict.correct and verdict.rule == "boxed"), (row, verdict)

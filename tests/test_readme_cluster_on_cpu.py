@@ -1,7 +1,7 @@
 """Every command of the README's "From zero to Table 1 on a cluster" is checked without a GPU: scripts and recipes
-by their dry runs (each printed command composed, as `python -m dft.recipes check` does), dft commands by
-dft.recipes' start-up checks, pip and hub commands against what they name, and the section's numbers against
-`python -m dft.plan`. A command this test does not know fails it, so the section cannot grow unchecked."""
+by their dry runs (each printed command composed, as `python -m dft recipes check` does), dft commands by
+dft.cli.recipe_check' start-up checks, pip and hub commands against what they name, and the section's numbers against
+`python -m dft plan`. A command this test does not know fails it, so the section cannot grow unchecked."""
 
 import ast
 import hashlib
@@ -14,10 +14,10 @@ import subprocess
 import pytest
 from conftest import REPO
 
-from dft import plan
+from dft.cli.recipe_check import check_command, check_lines
 from dft.eval.benchmarks import DATA_DIR_ENV, PAPER_BENCHMARKS
-from dft.presets import presets
-from dft.recipes import check_command, check_lines
+from dft.models.presets import presets
+from dft.report import plan
 
 SECTION = "## From zero to Table 1 on a cluster"
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -107,7 +107,7 @@ def check_recipe(script: str, env: dict) -> None:
 
 
 def check_plan(argv: list[str], capsys) -> None:
-    """The section quotes `python -m dft.plan`'s tables verbatim and its numbers in the text."""
+    """The section quotes `python -m dft plan`'s tables verbatim and its numbers in the text."""
     plan.main(argv[3:])
     printed = capsys.readouterr().out.splitlines()
     if argv[3] == "expect":
@@ -132,7 +132,7 @@ def check_one(line: str, capsys) -> str:
         check_download(env)
     elif program == "bash" and argv[1].startswith("recipes/"):
         check_recipe(argv[1], env)
-    elif argv[:3] == ["python", "-m", "dft.plan"]:
+    elif argv[:3] == ["python", "-m", "dft", "plan"]:
         check_plan(argv, capsys)
     elif argv[:2] == ["python", "-m"]:
         check_command(shlex.join(argv))
@@ -146,7 +146,7 @@ def test_every_command_of_the_section_is_checked(capsys):
     for line in commands():
         if " | " in line:  # a dry run piped into the composition check: the dry run is checked as above
             left, right = line.split(" | ")
-            assert right == "python -m dft.recipes check" and left.startswith("DRY_RUN=1 "), line
+            assert right == "python -m dft recipes check" and left.startswith("DRY_RUN=1 "), line
             line = left.removeprefix("DRY_RUN=1 ")
         checked += [check_one(part, capsys) for part in line.split(" && ")]
     assert len(checked) >= 12, checked

@@ -1,4 +1,4 @@
-"""Every recipe dry-runs, prints the commands it would run, and each of them composes (dft.recipes)."""
+"""Every recipe dry-runs, prints the commands it would run, and each of them composes (dft.cli.recipe_check)."""
 
 import os
 import shlex
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from dft.checkpoints import resolve_model
-from dft.recipes import CommandError, check_command, check_lines
+from dft.cli.recipe_check import CommandError, check_command, check_lines
+from dft.models.checkpoints import resolve_model
 
 RECIPES = sorted(p.parent.name for p in (REPO / "recipes").glob("*/run.sh"))
 FIVE = 5
@@ -30,10 +30,13 @@ def programs(lines):
 
 
 def test_there_is_a_recipe_for_every_table_and_figure_with_a_readme():
-    expected = {"table1", "table2", "table3", "fig1_dynamics", "fig2_token_probs", "fig3_lr_bs", "cft", "lora",
-                "normalization", "beyond_dft"}  # fmt: skip
-    assert set(RECIPES) == expected
+    """The paper's three tables and three figures each have a recipe; every recipe folder (found, not listed) has a
+    README that gives its GPU-hours and its dry run, and the recipes' index names it."""
+    assert {"table1", "table2", "table3"} <= set(RECIPES)
+    assert {name.split("_")[0] for name in RECIPES if name.startswith("fig")} == {"fig1", "fig2", "fig3"}
+    index = (REPO / "recipes" / "README.md").read_text()
     for recipe in RECIPES:
+        assert f"`{recipe}`" in index or f"[{recipe}]" in index or f"{recipe}/" in index, recipe
         readme = (REPO / "recipes" / recipe / "README.md").read_text()
         assert "GPU-hours" in readme and "DRY_RUN=1" in readme, recipe
 
@@ -48,29 +51,29 @@ def test_every_printed_command_composes(recipe):
 
 def test_table_recipes_run_what_the_tables_need():
     assert programs(dry_run("table1")) == Counter(
-        {"dft.data.numina": 1, "dft.train": 2 * FIVE, "dft.eval": 3 * FIVE, "dft.tables": 1}
+        {"dft data numina": 1, "dft train": 2 * FIVE, "dft eval": 3 * FIVE, "dft tables": 1}
     )
     assert programs(dry_run("table2")) == Counter(
-        {"dft.data.numina": 1, "dft.ref_logprobs": FIVE, "dft.train": 2 * FIVE, "dft.eval": 2 * FIVE, "dft.tables": 1}
+        {"dft data numina": 1, "dft ref_logprobs": FIVE, "dft train": 2 * FIVE, "dft eval": 2 * FIVE, "dft tables": 1}
     )
     table3 = programs(dry_run("table3"))
-    assert table3["dft.train"] == 4 and table3["verl.trainer.main_ppo"] == 2 and table3["dft.eval"] == 7
-    assert table3["dft.ref_logprobs"] == 2 and table3["dft.data.rft"] == 1 and table3["dft.data.rl"] == 1
+    assert table3["dft train"] == 4 and table3["verl.trainer.main_ppo"] == 2 and table3["dft eval"] == 7
+    assert table3["dft ref_logprobs"] == 2 and table3["dft data rft"] == 1 and table3["dft data rl"] == 1
 
 
 def test_hydra_overrides_reach_every_training_run_and_win():
     lines = dry_run("table1", "optim.lr=1e-5", "data.max_length=1024", MODELS="llama-3.1-8b", LOSSES="dft")
-    trainings = [line for line in lines if " -m dft.train " in line]
+    trainings = [line for line in lines if " -m dft train " in line]
     assert len(trainings) == 1
     argv = shlex.split(trainings[0])
     assert argv[-2:] == ["optim.lr=1e-5", "data.max_length=1024"] and "preset=llama-3.1-8b" in argv
-    table = next(line for line in lines if "dft.tables" in line)
+    table = next(line for line in lines if "dft tables" in line)
     assert "LLaMA-3.1-8B/DFT=runs/eval/llama-3.1-8b-dft/summary.json" in shlex.split(table)
 
 
 def test_knobs_change_the_commands():
     lines = dry_run("fig3_lr_bs", LRS="1e-4 5e-5", BATCH_SIZES="64 256", LOSSES="dft", NPROC_PER_NODE="4")
-    trainings = [shlex.split(line) for line in lines if " -m dft.train " in line]
+    trainings = [shlex.split(line) for line in lines if " -m dft train " in line]
     # lr 5e-5 at batch 256 is shared by both sweeps: 2 + 2 - 1 runs
     assert len(trainings) == 3
     settings = {(next(x for x in a if x.startswith("optim.lr=")), next(x for x in a if "train_batch_size" in x))
@@ -84,15 +87,15 @@ def test_knobs_change_the_commands():
 
 
 def test_a_command_that_would_fail_at_start_up_is_reported_with_the_reason():
-    good = "torchrun --standalone --nproc_per_node=8 -m dft.train preset=qwen2.5-math-1.5b loss.name=dft"
-    assert check_command(good) == "dft.train"
+    good = "torchrun --standalone --nproc_per_node=8 -m dft train preset=qwen2.5-math-1.5b loss.name=dft"
+    assert check_command(good) == "dft train"
     bad = {
         good + " loss.nmae=dft": "loss.nmae",
         good.replace("loss.name=dft", "loss.name=dtf"): "not a known loss",
-        "torchrun --nproc_per_node=8 -m dft.ref_logprobs preset=llama-3.2-3b": "ref.output: give the parquet",
-        "python -m dft.eval model=x sampling.n=4 backend=tgi": "neither hf nor vllm",
-        "python -m dft.data.numina --n 10": "--out",
-        "python -m dft.tables table9": "invalid choice",
+        "torchrun --nproc_per_node=8 -m dft ref_logprobs preset=llama-3.2-3b": "ref.output: give the parquet",
+        "python -m dft eval model=x sampling.n=4 backend=tgi": "neither hf nor vllm",
+        "python -m dft data numina --n 10": "--out",
+        "python -m dft tables table9": "invalid choice",
         f"python -m verl.trainer.main_ppo --config-path {REPO}/configs --config-name grpo_trainer "
         "actor_rollout_ref.actor.use_dynamic_bsz=false": "ppo_micro_batch_size",
         # without --config-path, main_ppo looks for the config among verl's own
@@ -144,7 +147,7 @@ def test_a_run_folder_resolves_to_its_latest_hugging_face_weights(tmp_path):
     ppo = fake_checkpoint(tmp_path / "ppo", 39, "actor/huggingface")
     assert resolve_model(str(tmp_path / "ppo")) == str(ppo)
     fake_checkpoint(tmp_path / "sharded", 7, "huggingface", weights=False)
-    with pytest.raises(FileNotFoundError, match=r"global_step_7: no Hugging Face weights.*dft.checkpoints merge"):
+    with pytest.raises(FileNotFoundError, match=r"global_step_7: no Hugging Face weights.*dft checkpoints merge"):
         resolve_model(str(tmp_path / "sharded"))
 
 
@@ -153,16 +156,17 @@ def test_the_table_renders_from_the_summaries_the_recipe_writes(recipe, table, t
     import json
 
     from dft.eval.benchmarks import BENCHMARKS
-    from dft.tables import main as tables_main
-    from dft.tables import paper_prompt
+    from dft.report.tables import main as tables_main
+    from dft.report.tables import paper_prompt
 
     lines = dry_run(recipe, RUNS=str(tmp_path))
-    argv = shlex.split(next(line for line in lines if " -m dft.tables " in line))
+    argv = shlex.split(next(line for line in lines if " -m dft tables " in line))
     runs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--run"]
     expected = {}
     for number, run in enumerate(runs):
         key, path = run.split("=", 1)
-        score = 0.1 + number / 1000  # a distinct avg@16 per run, under the paper's protocol (dft.tables checks it)
+        # a distinct avg@16 per run, under the paper's protocol (dft tables checks it)
+        score = 0.1 + number / 1000
         metrics = {name: {"avg@16": score, "problems": BENCHMARKS[name].count, "samples_per_problem": 16}
                    for name in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}  # fmt: skip
         sampling = {"temperature": 1.0, "top_p": 1.0, "max_new_tokens": 4096}
@@ -181,12 +185,12 @@ def test_the_table_renders_from_the_summaries_the_recipe_writes(recipe, table, t
 
 def test_the_papers_rows_train_with_setting_paper_on_the_official_rows():
     lines = dry_run("table1", MODELS="qwen2.5-math-1.5b")
-    prep = shlex.split(next(line for line in lines if " -m dft.data.numina " in line))
+    prep = shlex.split(next(line for line in lines if " -m dft data numina " in line))
     assert prep[prep.index("--format") + 1] == "official" and prep[prep.index("--selection") + 1] == "first"
-    for line in (line for line in lines if " -m dft.train " in line):
+    for line in (line for line in lines if " -m dft train " in line):
         argv = shlex.split(line)
         assert "setting=paper" in argv and "data.train_files=data/numina-paper/train.parquet" in argv
-    corrected = [shlex.split(line) for line in dry_run("table1", SETTING="corrected") if " -m dft.train " in line]
+    corrected = [shlex.split(line) for line in dry_run("table1", SETTING="corrected") if " -m dft train " in line]
     assert all("setting=corrected" in argv and "data.train_files=data/numina/train.parquet" in argv
                for argv in corrected)  # fmt: skip
 
@@ -194,16 +198,16 @@ def test_the_papers_rows_train_with_setting_paper_on_the_official_rows():
 def test_the_normalization_recipe_trains_both_normalisations_and_renders_one_table(tmp_path, capsys):
     import json
 
-    from dft.ablations import main as ablations_main
+    from dft.report.ablations import main as ablations_main
 
     lines = dry_run("normalization", RUNS=str(tmp_path))
-    trainings = [shlex.split(line) for line in lines if " -m dft.train " in line]
+    trainings = [shlex.split(line) for line in lines if " -m dft train " in line]
     runs = {(next(a for a in argv if a.startswith("loss.name=")), next(a for a in argv if "normalization=" in a))
             for argv in trainings}  # fmt: skip
     assert runs == {(f"loss.name={loss}", f"loss.normalization={norm}") for loss in ("sft", "dft")
                     for norm in ("official", "token")}  # fmt: skip
     assert all("setting=paper" in argv for argv in trainings)
-    argv = shlex.split(next(line for line in lines if " -m dft.ablations " in line))
+    argv = shlex.split(next(line for line in lines if " -m dft ablations " in line))
     for number, run in enumerate(argv[i + 1] for i, arg in enumerate(argv) if arg == "--run"):
         metrics = {name: {"avg@16": 0.1 + number / 100, "samples_per_problem": 16, "problems": 30}
                    for name in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}  # fmt: skip
@@ -216,7 +220,7 @@ def test_the_normalization_recipe_trains_both_normalisations_and_renders_one_tab
     assert "| SFT | official | 10.00 |" in table and "| SFT | token | 11.00 |" in table
     assert "| DFT | official - token | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 |" in table
     assert (tmp_path / "normalization.md").exists()
-    path.write_text(json.dumps({"benchmarks": {"aime24": {"avg@16": 0.1}}}))  # not what dft.eval writes
+    path.write_text(json.dumps({"benchmarks": {"aime24": {"avg@16": 0.1}}}))  # not what dft eval writes
     with pytest.raises(SystemExit, match=f"{path}: benchmark 'aime24' lacks samples_per_problem"):
         ablations_main(argv[argv.index("normalization") :])
 
@@ -224,23 +228,23 @@ def test_the_normalization_recipe_trains_both_normalisations_and_renders_one_tab
 def test_the_beyond_dft_recipe_trains_each_method_and_renders_its_table_and_alpha_figure(tmp_path, capsys):
     import json
 
-    from dft.ablations import main as ablations_main
-    from dft.figures import main as figures_main
+    from dft.report.ablations import main as ablations_main
+    from dft.report.figures import main as figures_main
 
     lines = dry_run("beyond_dft", RUNS=str(tmp_path))
-    trainings = [shlex.split(line) for line in lines if " -m dft.train " in line]
+    trainings = [shlex.split(line) for line in lines if " -m dft train " in line]
     losses = Counter(next(a for a in argv if a.startswith("loss.name=")) for argv in trainings)
     assert losses == Counter({"loss.name=sft": 1, "loss.name=dft": 2, "loss.name=asft": 1, "loss.name=prob_power": 4})
     alphas = {a for argv in trainings for a in argv if a.startswith("loss.power_alpha=")}
     assert alphas == {f"loss.power_alpha={a}" for a in ("0.1", "0.5", "1", "2")}
     [asft] = [argv for argv in trainings if "loss.name=asft" in argv]
-    [score] = [shlex.split(line) for line in lines if " -m dft.ref_logprobs " in line]
+    [score] = [shlex.split(line) for line in lines if " -m dft ref_logprobs " in line]
     scored = next(a for a in score if a.startswith("ref.output=")).split("=", 1)[1]
     assert "ref.topk=64" in score and f"data.train_files={scored}" in asft
     assert "model.use_fused_kernels=False" in asft
     assert any("loss.full_weight_tokens=[eos,end_of_turn]" in argv for argv in trainings)
     assert all("setting=paper" in argv for argv in trainings)
-    table = shlex.split(next(line for line in lines if " -m dft.ablations " in line))
+    table = shlex.split(next(line for line in lines if " -m dft ablations " in line))
     runs = [table[i + 1] for i, arg in enumerate(table) if arg == "--run"]
     for number, run in enumerate(runs):
         metrics = {name: {"avg@16": 0.1 + number / 100, "samples_per_problem": 16, "problems": 30}
@@ -254,7 +258,7 @@ def test_the_beyond_dft_recipe_trains_each_method_and_renders_its_table_and_alph
     assert "| SFT | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 | +0.00 |" in printed
     assert "| prob_power (alpha 2) | 17.00 | 17.00 | 17.00 | 17.00 | 17.00 | 17.00 | +7.00 |" in printed
     assert (tmp_path / "beyond_dft.md").exists()
-    figure = shlex.split(next(line for line in lines if " -m dft.figures " in line))
+    figure = shlex.split(next(line for line in lines if " -m dft figures " in line))
     figures_main(figure[figure.index("sweep") :])
     numbers = json.loads((tmp_path / "figures" / "beyond_dft_alpha.pdf.json").read_text())
     assert numbers["methods"]["prob_power"]["values"] == [0.1, 0.5, 1.0, 2.0]

@@ -1,7 +1,7 @@
 """iw-SFT and DPO against independent float64 formulas, in verl's no-padding layout.
 
 The reference log-probabilities sit where the engine puts the policy's (position i scores token i + 1), as
-``dft.datasets`` places them; positions outside the loss mask hold noise that must not matter.
+``dft.train.sft_datasets`` places them; positions outside the loss mask hold noise that must not matter.
 """
 
 import math
@@ -12,9 +12,12 @@ import torch.nn.functional as F
 from test_losses_on_cpu import engine_log_probs, make_sequences, nested, nested_batch
 from verl.utils import tensordict_utils as tu
 
-from dft.datasets import place_on_targets
-from dft.losses import REF_LOG_PROBS, LossConfig, dpo_loss, get_loss_fn, iw_sft_loss, loss_config_from
-from dft.trainer import reduce_metric_values
+from dft.train.columns import REF_LOG_PROBS
+from dft.train.losses.likelihood import iw_sft_loss
+from dft.train.losses.preference import dpo_loss
+from dft.train.losses.registry import LossConfig, get_loss_fn, loss_config_from
+from dft.train.sft_datasets import place_on_targets
+from dft.train.trainer import reduce_metric_values
 
 torch.set_default_dtype(torch.float64)
 
@@ -168,7 +171,7 @@ def test_dpo_refuses_a_micro_batch_that_splits_a_pair():
 def test_reference_losses_name_the_missing_column():
     seqs = make_sequences(**SEQS)
     for name in ("iw_sft", "dpo"):
-        with pytest.raises(ValueError, match=r"needs the data.s .ref_log_probs. \(made by `python -m dft.ref_logprobs"):
+        with pytest.raises(ValueError, match=r"needs the data.s .ref_log_probs. \(made by `python -m dft ref_logprobs"):
             get_loss_fn(LossConfig(name))(*nested_batch(seqs, engine_log_probs(seqs)))
 
 

@@ -8,15 +8,15 @@ import json
 import pandas as pd
 from conftest import run_module
 
-from dft.data.pairs import pair_indices
 from dft.eval.grading import grade
+from dft.rl.pairs import pair_indices
 
 
 def run_rft(model, problems, out, *overrides):
     args = [f"model={model}", f"input={problems}", f"out={out}"]
     # 16 samples per problem at temperature 0.7 (the paper: 4 at 1.0) so the tiny model surely gets some right
     args += ["limit=16", "sampling.n=16", "sampling.temperature=0.7", "sampling.max_new_tokens=48"]
-    result = run_module("dft.data.rft", [*args, "grading.workers=1", *overrides])
+    result = run_module("data rft", [*args, "grading.workers=1", *overrides])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return json.loads((out / "report.json").read_text())
 

@@ -22,11 +22,11 @@ from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import omega_conf_to_dataclass, validate_config
 
 from dft.data import math as math_prep
-from dft.data import rl
-from dft.data.common import DataPrepError, PrepOptions, chat_cot_user, prepare
-from dft.eval.prompts import build_prompt
-from dft.problems import last_boxed, read_problems
-from dft.reward import compute_score
+from dft.data.prep import DataPrepError, PrepOptions, prepare
+from dft.data.problems import last_boxed, read_problems
+from dft.models.prompts import build_prompt, chat_cot_user
+from dft.rl import rl_data as rl
+from dft.rl.reward import compute_score
 
 DATA_DIR = Path(os.environ.get("DFT_DATA_DIR") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 MATH500 = DATA_DIR / "math500" / "test.jsonl"
@@ -81,7 +81,7 @@ def test_configs_hold_the_papers_online_rl_settings(algo):
     assert (actor.optim.lr, actor.optim.lr_warmup_steps_ratio, cfg.data.train_batch_size) == (1e-6, 0.1, 256)
     assert cfg.actor_rollout_ref.rollout.name == "vllm"
     assert cfg.data.max_prompt_length + cfg.data.max_response_length <= QWEN_MATH_CONTEXT
-    assert cfg.reward.custom_reward_function.path == "pkg://dft.reward"
+    assert cfg.reward.custom_reward_function.path == "pkg://dft.rl.reward"
     assert cfg.reward.custom_reward_function.name == "compute_score"
     if algo == "grpo":
         assert (cfg.algorithm.adv_estimator, cfg.actor_rollout_ref.rollout.n) == ("grpo", 4)
@@ -214,7 +214,7 @@ def test_rl_parquet_loads_in_verls_rlhf_dataset_with_prompt_and_gold_intact(tmp_
 
 @needs_data
 def test_prepared_sft_parquet_becomes_the_same_problems_and_golds(tmp_path):
-    # the documented pipeline: an SFT prep's train.parquet (what dft.data.rft samples) -> RL prompts
+    # the documented pipeline: an SFT prep's train.parquet (what dft.rl.rft samples) -> RL prompts
     sft = tmp_path / "sft"
     prepare(math_prep.SPEC, PrepOptions(out=sft, source="local", input=MATH_TEST, limit=30, selection="first"))
     opts = PrepOptions(out=tmp_path / "rl", source="local", input=sft / "train.parquet", n=30, selection="first")
@@ -338,7 +338,7 @@ def test_verls_reward_worker_scores_rollouts_of_prepared_prompts_with_dft_reward
         non_tensors={k: np.array([item[k] for item in items], dtype=object) for k in keys},
     )  # fmt: skip
     cfg = compose_config(name="grpo_trainer", overrides=[f"actor_rollout_ref.model.path={tiny.model_dir}"])
-    worker = RewardLoopWorker(cfg)  # loads compute_score from reward.custom_reward_function (pkg://dft.reward)
+    worker = RewardLoopWorker(cfg)  # loads compute_score from reward.custom_reward_function (pkg://dft.rl.reward)
     outputs = worker.loop.run_until_complete(worker.compute_score_batch(data))
     assert [out["reward_score"] for out in outputs] == [1.0, 0.0, 0.0, 1.0]
 
@@ -397,7 +397,7 @@ def test_launcher_refuses_an_unknown_algorithm():
 
 
 def test_cpu_setting_validates_and_rolls_out_with_hugging_face_on_two_processes(tiny, tmp_path, monkeypatch, capsys):
-    from dft.hf_rollout import HFReplica, HFServerAdapter
+    from dft.rl.hf_rollout import HFReplica, HFServerAdapter
 
     # no GPU here: the launcher leaves the process count to the CPU setting instead of refusing to start
     env = {"ALGO": "ppo", "GPUS_PER_NODE": "0", "MODEL": str(tiny.model_dir), "DATA_DIR": str(tmp_path / "rl")}

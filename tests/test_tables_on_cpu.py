@@ -5,7 +5,7 @@ import json
 import pytest
 
 from dft.eval.benchmarks import BENCHMARKS as SPECS
-from dft.tables import build_table, load_paper_tables, main
+from dft.report.tables import build_table, load_paper_tables, main
 
 PAPER = load_paper_tables()
 BENCHMARKS = PAPER["benchmarks"]
@@ -27,7 +27,7 @@ def test_tables_share_the_rows_the_paper_repeats():
 
 
 def summary(scores: dict[str, float], prompt="qwen-boxed", n=16, problems=None, **sampling) -> dict:
-    """A summary.json as dft.eval writes it under the paper's protocol (unless told otherwise), avg@n fractions."""
+    """A summary.json as dft eval writes it under the paper's protocol (unless told otherwise), avg@n fractions."""
     return {
         "prompt_template": prompt,
         "sampling": {"n": n, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 4096, "seed": 0, **sampling},

@@ -1,4 +1,4 @@
-"""CPU tests for dft.tiny: deterministic data, a lossless tokenizer whose chat template works with
+"""CPU tests for dft.models.tiny: deterministic data, a lossless tokenizer whose chat template works with
 verl's MultiTurnSFTDataset, and a loadable tiny Qwen2 model."""
 
 import json
@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from dft.tiny import EOS_TOKEN, INSTRUCTION, build_tiny_assets, main, make_problems, to_messages
+from dft.models.prompts import INSTRUCTION
+from dft.models.tiny import EOS_TOKEN, build_tiny_assets, main, make_problems, to_messages
 
 BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 OPS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b}
@@ -167,7 +168,7 @@ def test_build_is_idempotent_and_rebuilds_on_new_args(tmp_path, capsys):
 def test_tokenizer_and_weights_are_reproducible(tmp_path):
     from safetensors.torch import load_file
 
-    from dft.tiny import build_model, build_tokenizer
+    from dft.models.tiny import build_model, build_tokenizer
 
     texts = [m["content"] for r in make_problems(100, seed=0) for m in to_messages(r)]
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):

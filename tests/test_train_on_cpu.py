@@ -1,4 +1,4 @@
-"""dft.train and dft.train_ray end to end through verl's real engine (FSDP2, gloo) on 2 CPU processes."""
+"""dft train and dft.train.launch end to end through verl's real engine (FSDP2, gloo) on 2 CPU processes."""
 
 import math
 import shutil
@@ -9,7 +9,7 @@ from conftest import FP32, check_ok, compose_config, read_log, run_module, tiny_
 def test_dft_trains_saves_and_resumes_without_losing_a_step(tiny, tmp_path):
     full = tmp_path / "full"
     result = run_module(
-        "dft.train", tiny_overrides(tiny, full, steps=6) + ["trainer.save_freq=3"], full / "log.jsonl", nproc=2
+        "train", tiny_overrides(tiny, full, steps=6) + ["trainer.save_freq=3"], full / "log.jsonl", nproc=2
     )
     check_ok(result)
     log = read_log(full / "log.jsonl")
@@ -27,7 +27,7 @@ def test_dft_trains_saves_and_resumes_without_losing_a_step(tiny, tmp_path):
     shutil.copytree(full / "ckpt" / "global_step_3", resumed / "ckpt" / "global_step_3")
     (resumed / "ckpt" / "latest_checkpointed_iteration.txt").write_text("3")
     result = run_module(
-        "dft.train", tiny_overrides(tiny, resumed, steps=6) + ["trainer.save_freq=3"], resumed / "log.jsonl", nproc=2
+        "train", tiny_overrides(tiny, resumed, steps=6) + ["trainer.save_freq=3"], resumed / "log.jsonl", nproc=2
     )
     check_ok(result)
     again = read_log(resumed / "log.jsonl")
@@ -39,7 +39,7 @@ def test_dft_trains_saves_and_resumes_without_losing_a_step(tiny, tmp_path):
 
 def test_ray_entry_point_trains_on_a_local_cluster(tiny, tmp_path):
     args = tiny_overrides(tiny, tmp_path, steps=2) + ["trainer.n_gpus_per_node=2", "loss.name=sft"]
-    result = run_module("dft.train_ray", args, tmp_path / "log.jsonl")
+    result = run_module("train_ray", args, tmp_path / "log.jsonl")
     check_ok(result)
     log = read_log(tmp_path / "log.jsonl")
     assert all(math.isfinite(log[step]["train/loss"]) for step in (1, 2))
@@ -87,7 +87,7 @@ def test_engine_first_step_dft_matches_float64_reference_in_every_layout(tiny, t
     for number, (name, (nproc, layout)) in enumerate(LAYOUTS.items()):
         run_dir = tmp_path / f"layout{number}"
         result = run_module(
-            "dft.train", tiny_overrides(tiny, run_dir, steps=1) + FP32 + layout, run_dir / "log.jsonl", nproc=nproc
+            "train", tiny_overrides(tiny, run_dir, steps=1) + FP32 + layout, run_dir / "log.jsonl", nproc=nproc
         )
         check_ok(result)
         step1 = read_log(run_dir / "log.jsonl")[1]
@@ -100,6 +100,6 @@ def test_sequence_parallel_without_flash_attention_is_refused_not_silently_wrong
         "model.use_remove_padding=True",
         "engine.ulysses_sequence_parallel_size=2",
     ]
-    result = run_module("dft.train", args, tmp_path / "log.jsonl", nproc=2)
+    result = run_module("train", args, tmp_path / "log.jsonl", nproc=2)
     assert result.returncode != 0
     assert "engine.ulysses_sequence_parallel_size=2 needs flash-attention, but attention is 'sdpa'" in result.stderr

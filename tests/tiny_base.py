@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from dft.tiny import build_model, to_messages
+from dft.models.tiny import build_model, to_messages
 
 
 def _encode(tokenizer, record: dict) -> tuple[list[int], int]:
@@ -76,7 +76,7 @@ TRAINED = 768  # problems the Base is trained on; the assets' train records afte
 def make_tiny_base(root: Path):
     """(assets, base): tiny assets and a Base trained on their first TRAINED problems (greedy accuracy ~15%,
     sampled ~10% on unseen ones), with heads vLLM accepts. About 40 s of one core."""
-    from dft.tiny import build_tiny_assets
+    from dft.models.tiny import build_tiny_assets
 
     assets = build_tiny_assets(root / "tiny", n_train=1024, n_val=16, n_test=64, seed=0)
     random_init = vllm_compatible_tiny(assets.model_dir, root / "random")

@@ -6,13 +6,14 @@
     python benchmarks/gpu/check.py --dry-run --out DIR   # CPU, tiny shapes (tests/test_gpu_check_on_cpu.py)
 
 Training steps (``step_worker``, one fresh process per log-prob path, since verl's fused patch replaces the model
-class's forward): the model is built as verl's FSDP engine builds it for ``dft.train preset=qwen2.5-math-1.5b``:
+class's forward): the model is built as verl's FSDP engine builds it for ``dft train preset=qwen2.5-math-1.5b``:
 random weights from the real ``config.json`` in fp32, SDPA attention, verl's ``apply_monkey_patch`` (remove-padding,
 fused kernels and backend as configured), gradient checkpointing, FSDP2 through verl's ``apply_fsdp2`` with bf16
 parameters and fp32 reductions; AdamW (lr 5e-5, betas 0.9/0.95, weight decay 0.01), gradient clipping at 1.0.
 A step is ``--micro-batches`` packed micro-batches of ``--seqs`` sequences x 2,048 tokens (``max_token_len_per_gpu``
-8192), log-probs as verl's engine gets them, then our ``sft_loss`` / ``dft_loss`` (``dft.losses``) normalised over
-the step's target tokens; steps alternate SFT and DFT so both see the same load. What differs from ``dft.train``:
+8192), log-probs as verl's engine gets them, then our ``sft_loss`` / ``dft_loss`` (``dft.train.losses.registry``)
+normalised over
+the step's target tokens; steps alternate SFT and DFT so both see the same load. What differs from ``dft train``:
 verl's ``TrainingWorker``/``SFTTrainer`` and data loader are not run (their imports need Ray, pandas, pyarrow and
 datasets, more than the 64 MiB the machine can be sent), one process instead of a data-parallel group, random
 token ids instead of tokenised data.

@@ -1,4 +1,4 @@
-"""Critique fine-tuning data (WebInstruct-CFT) as SFT conversations: ``python -m dft.data.cft --out DIR [...]``.
+"""Critique fine-tuning data (WebInstruct-CFT) as SFT conversations: ``python -m dft data cft --out DIR [...]``.
 
 Hub ``TIGER-Lab/WebInstruct-CFT`` (config ``WebInstruct-CFT-50K`` by default, the CFT paper's main set;
 ``--hub-config WebInstruct-CFT-600K`` or ``-4K`` for the others; the config names are the dataset's folder names,
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from dft.data.common import DatasetSpec, Example, HubSource, main_for
-from dft.problems import text_field
+from dft.data.prep import DatasetSpec, Example, HubSource, main_for
+from dft.data.problems import text_field
 
 
 def convert(row: dict, extra: dict) -> Example:

@@ -1,10 +1,10 @@
-r"""GSM8K train set (7,473 problems) as SFT conversations: ``python -m dft.data.gsm8k --out DIR [...]``.
+r"""GSM8K train set (7,473 problems) as SFT conversations: ``python -m dft data gsm8k --out DIR [...]``.
 
 Hub ``openai/gsm8k`` (config ``main``, split ``train``) or a local jsonl with the same fields, ``question`` and
 ``answer``; the answer is a worked solution ending in a ``#### <number>`` line. The assistant turn is that
 solution with the ``####`` line replaced by a final sentence, ``The final answer is \boxed{72}.``, so the model
 learns to end the way the evaluation grades (last ``\boxed{}``). The gold is the number with thousands separators
-removed (``2,125`` -> ``2125``), by the parser the GSM8K benchmark loader uses (``dft.problems.gsm8k_gold``).
+removed (``2,125`` -> ``2125``), by the parser the GSM8K benchmark loader uses (``dft.data.problems.gsm8k_gold``).
 
 The ``<<48/2=24>>`` calculator annotations are stripped by default (``48/2 = <<48/2=24>>24`` -> ``48/2 = 24``):
 they are markup for a calculator tool that neither training nor evaluation runs, and the chat-cot evaluation
@@ -18,8 +18,9 @@ import argparse
 import re
 from functools import partial
 
-from dft.data.common import DatasetSpec, Example, HubSource, chat_cot_user, main_for
-from dft.problems import gold_field, gsm8k_parts, text_field
+from dft.data.prep import DatasetSpec, Example, HubSource, main_for
+from dft.data.problems import gold_field, gsm8k_parts, text_field
+from dft.models.prompts import chat_cot_user
 
 ANNOTATION = re.compile(r"<<[^<>]*>>")
 

@@ -1,4 +1,4 @@
-r"""MATH train set (7,500 problems) as SFT conversations: ``python -m dft.data.math --out DIR [...]``.
+r"""MATH train set (7,500 problems) as SFT conversations: ``python -m dft data math --out DIR [...]``.
 
 Hub ``DigitalLearningGmbH/MATH-lighteval`` (split ``train``) or a local jsonl/parquet with the same fields,
 ``problem`` and ``solution``. The assistant turn is the solution as written; the gold is its last ``\boxed{}``
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from dft.data.common import DatasetSpec, Example, HubSource, chat_cot_user, main_for
-from dft.problems import gold_field, text_field
+from dft.data.prep import DatasetSpec, Example, HubSource, main_for
+from dft.data.problems import gold_field, text_field
+from dft.models.prompts import chat_cot_user
 
 
 def convert(row: dict, extra: dict) -> Example:

@@ -1,4 +1,4 @@
-r"""NuminaMath-CoT (about 860k problems) as SFT conversations: ``python -m dft.data.numina --out DIR [...]``.
+r"""NuminaMath-CoT (about 860k problems) as SFT conversations: ``python -m dft data numina --out DIR [...]``.
 
 Hub ``AI-MO/NuminaMath-CoT`` (split ``train``) or a local jsonl/parquet with the same fields, ``problem`` and
 ``solution``. The assistant turn is the solution; the gold is its last ``\boxed{}``, and a solution without one is
@@ -11,15 +11,16 @@ The DFT paper trains on 100,000 examples: ``--n 100000 --seed 0 --selection rand
 ``--format official`` writes the rows as the official code's ``numina_cot.py --train_end 100000`` kept them: the
 problem and solution exactly as read, rows without a ``\boxed{}`` kept (``gold`` empty), so
 ``--format official --n 100000 --selection first`` is exactly input rows 0..99,999 (``setting=paper``'s data).
-Training renders them in the official format (``dft.formats``).
+Training renders them in the official format (``dft.data.training_format``).
 """
 
 from __future__ import annotations
 
 from functools import partial
 
-from dft.data.common import DatasetSpec, Example, HubSource, chat_cot_user, main_for
-from dft.problems import gold_field, last_boxed, raw_text_field, text_field
+from dft.data.prep import DatasetSpec, Example, HubSource, main_for
+from dft.data.problems import gold_field, last_boxed, raw_text_field, text_field
+from dft.models.prompts import chat_cot_user
 
 
 def convert(row: dict, extra: dict) -> Example:

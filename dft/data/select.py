@@ -1,11 +1,11 @@
-r"""Validation and selection of a data preparation's rows (the policies of ``dft.data.common``).
+r"""Validation and selection of a data preparation's rows (the policies of ``dft.data.prep``).
 
-- **Validation** (:class:`Validator`): a row becomes an :class:`~dft.data.common.Example` or a
-  :class:`~dft.problems.BadRow`. Policy ``error`` raises :class:`DataPrepError` naming the file
+- **Validation** (:class:`Validator`): a row becomes an :class:`~dft.data.prep.Example` or a
+  :class:`~dft.data.problems.BadRow`. Policy ``error`` raises :class:`DataPrepError` naming the file
   (or hub dataset), the line/row and the field; ``skip`` counts it by reason for the report. Only visited rows
   are validated.
 - **Length** (with ``max_length`` and a tokenizer) is measured as training tokenizes the row in its format
-  (``dft.formats``): in ``chat``, the whole conversation in the chat template (no generation prompt); in
+  (``dft.data.training_format``): in ``chat``, the whole conversation in the chat template (no generation prompt); in
   ``official``, prompt + solution + eos. Over-length rows follow ``over_length``: ``skip`` (counted, and every
   one listed in the report), ``truncate`` (kept; training cuts them on the right; a row whose first trained
   token lies beyond ``max_length`` has no loss token left and is a bad row) or ``error``.
@@ -22,8 +22,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
-from dft.formats import encode_official, official_template, prompt_lengths
-from dft.problems import BadRow
+from dft.data.problems import BadRow
+from dft.data.training_format import encode_official, official_template, prompt_lengths
 
 CHUNK = 512  # rows validated (and tokenized) per batch
 EXAMPLES_PER_REASON = 5  # positions of skipped rows kept in the report, per reason

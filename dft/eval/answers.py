@@ -2,7 +2,7 @@ r"""The final answer of a model response.
 
 ``extract_answer``: a response's final answer by the rules of the paper's harness (Qwen2.5-Math
 ``parser.extract_answer``, in the same order), with the rule that found it recorded: the last ``\boxed{}``
-(``dft.problems.last_boxed``, the reader of gold answers too); else the text after the last "the answer is";
+(``dft.data.problems.last_boxed``, the reader of gold answers too); else the text after the last "the answer is";
 else after the last "final answer is"; else the last number. One difference, on purpose: a response whose last
 box was left open (cut off by the budget) has no answer, where the harness reads the open box. Nothing heavy is
 imported here.
@@ -11,7 +11,7 @@ imported here.
 import re
 
 # one box reader for gold answers and responses
-from dft.problems import BOX_RE, last_boxed
+from dft.data.problems import BOX_RE, last_boxed
 
 RULES = ("boxed", "the-answer-is", "final-answer-is", "last-number")
 PHRASES = (("the-answer-is", re.compile(r"[Tt]he answer is")), ("final-answer-is", re.compile(r"final answer is")))

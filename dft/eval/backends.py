@@ -17,6 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# the generation backends, by the name the configs use (``backend=``)
+BACKENDS = ("hf", "vllm")
+
 STOP, LENGTH = "stop", "length"
 
 
@@ -233,10 +236,10 @@ class RayDataParallel:
 
 def make_backend(kind: str, model_path: str, context: int, data_parallel: int = 1, gpus_per_replica: float = 0,
                  **kwargs):  # fmt: skip
-    """``hf`` or ``vllm``, wrapped in RayDataParallel when ``data_parallel`` > 1."""
+    """One of ``BACKENDS``, wrapped in RayDataParallel when ``data_parallel`` > 1."""
     backends = {"hf": HFBackend, "vllm": VLLMBackend}
-    if kind not in backends:
-        raise ValueError(f"backend={kind!r} is not known; valid backends: {sorted(backends)}")
+    if kind not in BACKENDS:
+        raise ValueError(f"backend={kind!r} is not known; valid backends: {', '.join(BACKENDS)}")
     if data_parallel > 1:
         return RayDataParallel(backends[kind], data_parallel, gpus_per_replica, model_path=model_path,
                                context=context, **kwargs)  # fmt: skip

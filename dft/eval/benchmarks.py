@@ -2,9 +2,9 @@ r"""Benchmark loaders: every benchmark becomes a list of ``Problem(id, problem, 
 
 ``load_benchmark(name, data_dir=None, source="local")`` reads ``<data_dir>/<name>/test.jsonl`` (laid out like
 ``../shared/data``; see its SOURCES.md) or, with ``source="hub"``, the Hugging Face dataset recorded for the
-benchmark. Each source has its own field mapping (``dft.problems.FieldMap``), because hub copies name their
+benchmark. Each source has its own field mapping (``dft.data.problems.FieldMap``), because hub copies name their
 fields differently from the jsonl files the DFT evaluation shipped; rows, fields and golds are read by
-``dft.problems``, the code that reads the training data. Loading is strict, so a wrong file fails loudly
+``dft.data.problems``, the code that reads the training data. Loading is strict, so a wrong file fails loudly
 instead of producing a wrong score:
 
 - the record count must be the benchmark's (the original DFT code evaluated the 5,000-problem MATH test set
@@ -20,12 +20,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dft.problems import FieldMap, HubSource, Problem, SourceError, read_hub, read_jsonl, to_problems
+from dft.data.problems import FieldMap, HubSource, Problem, SourceError, read_hub, read_jsonl, to_problems
 
 __all__ = ["BENCHMARKS", "PAPER_BENCHMARKS", "BenchmarkDataError", "get_spec", "load_benchmark"]
 
-# The five benchmarks of the DFT paper's Table 1, in its column order.
-PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
 DATA_DIR_ENV = "DFT_DATA_DIR"
 
 
@@ -44,6 +42,10 @@ class BenchmarkSpec:
     description: str
     hub: HubSource | None = None
     hub_fields: FieldMap | None = None
+    # its column title in tables
+    title: str = ""
+    # one of the DFT paper's Table 1 benchmarks (``benchmarks=paper``, the evaluation's default)
+    paper: bool = False
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
@@ -52,41 +54,53 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec("math500", 500, FieldMap("unique_id", "problem", "answer"),
                       "MATH500 (Lightman et al.'s 500-problem subset of the MATH test set); gold = answer",
                       # the hub fields (problem, solution, answer, subject, level, unique_id) match the local file
-                      HubSource("HuggingFaceH4/MATH-500", None, "test")),
+                      HubSource("HuggingFaceH4/MATH-500", None, "test"), title="Math500", paper=True),
         BenchmarkSpec("minerva_math", 272, FieldMap("idx", "problem", "solution", "boxed"),
                       "Minerva Math (MIT OCW quantitative problems); gold = last \\boxed{} of solution",
                       # UNVERIFIED: math-ai/minervamath is a single test.jsonl; third-party code reads it as
                       # `question` plus an already-extracted `answer` (no solution, no id): ids are row positions.
-                      HubSource("math-ai/minervamath", None, "test"), FieldMap(None, "question", "answer")),
+                      HubSource("math-ai/minervamath", None, "test"), FieldMap(None, "question", "answer"),
+                      title="Minerva Math", paper=True),
         BenchmarkSpec("olympiadbench", 675, FieldMap("id", "question", "final_answer", "olympiad"),
                       "OlympiadBench, open-ended text-only English competition maths (OE_TO_maths_en_COMP); "
                       "gold = final_answer[0] without $",
                       # the same OpenBMB release as the local file (id, question, final_answer list, ...); field
                       # names believed identical but not checked against the hub here
-                      HubSource("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train")),
+                      HubSource("Hothan/OlympiadBench", "OE_TO_maths_en_COMP", "train"),
+                      title="Olympiad Bench", paper=True),
         BenchmarkSpec("aime24", 30, FieldMap("id", "problem", "answer"), "AIME 2024 (I and II); gold = answer",
                       # HuggingFaceH4/aime_2024: id, problem, solution, answer (string), url, year
-                      HubSource("HuggingFaceH4/aime_2024", None, "train")),
+                      HubSource("HuggingFaceH4/aime_2024", None, "train"), title="AIME24", paper=True),
         BenchmarkSpec("amc23", 40, FieldMap("id", "problem", "answer", "integer"),
                       "AMC 2023 (the 40-problem set used by Qwen2.5-Math); gold = answer as an integer",
                       # UNVERIFIED: third-party code reads math-ai/amc23 as `question` + `answer`; whether it has an
                       # `id` column is unknown, so ids there are row positions; the answer may be a float (27.0)
-                      HubSource("math-ai/amc23", None, "test"), FieldMap(None, "question", "answer", "integer")),
+                      HubSource("math-ai/amc23", None, "test"), FieldMap(None, "question", "answer", "integer"),
+                      title="AMC23", paper=True),
         # SOURCES.md records no hub dataset for AIME 2025: local only
         BenchmarkSpec("aime25", 30, FieldMap(None, "question", "answer"),
-                      "AIME 2025 (not in the paper); gold = answer"),
+                      "AIME 2025 (not in the paper); gold = answer", title="AIME25"),
         BenchmarkSpec("gsm8k", 1319, FieldMap("idx", "question", "answer", "gsm8k"),
                       "GSM8K test set (not in the paper); gold = number after ####, commas removed",
                       # openai/gsm8k (main): question, answer; no idx column, so ids there are row positions (= idx)
-                      HubSource("openai/gsm8k", "main", "test"), FieldMap(None, "question", "answer", "gsm8k")),
+                      HubSource("openai/gsm8k", "main", "test"), FieldMap(None, "question", "answer", "gsm8k"),
+                      title="GSM8K"),
         BenchmarkSpec("math_full_test", 5000, FieldMap("idx", "problem", "solution", "boxed"),
                       "the full 5,000-problem MATH test set (what the original DFT code called math500); "
                       "gold = last \\boxed{} of solution",
                       # DigitalLearningGmbH/MATH-lighteval: problem, level, solution, type; no idx: ids are positions
                       HubSource("DigitalLearningGmbH/MATH-lighteval", None, "test"),
-                      FieldMap(None, "problem", "solution", "boxed")),
+                      FieldMap(None, "problem", "solution", "boxed"), title="MATH (5,000)"),
     ]
 }  # fmt: skip
+# The five benchmarks of the DFT paper's Table 1, in its column order (the order of BENCHMARKS).
+PAPER_BENCHMARKS = tuple(name for name, spec in BENCHMARKS.items() if spec.paper)
+PAPER = "paper"
+
+
+def benchmark_names(value) -> list[str]:
+    """The benchmarks a ``benchmarks=`` value names: a list of names, or ``paper`` (the paper's five)."""
+    return list(PAPER_BENCHMARKS) if value == PAPER else list(value)
 
 
 def default_data_dir() -> Path:

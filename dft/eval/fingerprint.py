@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from dft.io import write_json_atomic
+from dft.core.io import write_json_atomic
 
 FILE = "fingerprint.json"
 WEIGHT_SUFFIXES = (".safetensors", ".bin")

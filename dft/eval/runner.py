@@ -15,10 +15,10 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+from dft.core.io import write_json_atomic
 from dft.eval.backends import LENGTH, Request, SamplingParams
 from dft.eval.metrics import avg_at_k, maj_at_k, pass_at_k
 from dft.eval.store import append_rows, load_rows
-from dft.io import write_json_atomic
 
 
 def request_seed(base_seed: int, problem_id: str, first_sample: int) -> int:

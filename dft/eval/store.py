@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from dft.problems import read_jsonl
+from dft.data.problems import read_jsonl
 
 
 def _cut_torn_tail(path: Path) -> None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The example figures in docs/figures/, from tiny CPU runs (about 15 minutes on 2 cores):
-#   python -m dft.quickstart && bash docs/figures/render_examples.sh
+#   python -m dft quickstart && bash docs/figures/render_examples.sh
 # Starts from the quickstart's Base model and data; fine-tunes it with SFT and DFT (checkpoints every EVERY
 # steps, and at a learning rate per sweep point), evaluates every checkpoint on the held-out tiny-math problems
 # (greedy, the quickstart's evaluation), scores the fine-tuning data under Base, SFT and DFT, and draws the
@@ -24,14 +24,14 @@ train() {
     local dir=$OUT/$1_lr$2
     [[ -f $dir/ckpt/global_step_$STEPS/huggingface/model.safetensors ]] && return
     mkdir -p "$dir"
-    VERL_FILE_LOGGER_PATH=$dir/metrics.jsonl "${TORCHRUN[@]}" -m dft.train preset=tiny-cpu loss.name="$1" \
+    VERL_FILE_LOGGER_PATH=$dir/metrics.jsonl "${TORCHRUN[@]}" -m dft train preset=tiny-cpu loss.name="$1" \
         optim.lr="$2" model.path="$BASE" data.train_files="$DATA/finetune.parquet" \
         data.val_files="$DATA/val.parquet" trainer.total_epochs=100 trainer.total_training_steps="$STEPS" \
         trainer.save_freq="$3" trainer.max_ckpt_to_keep=null trainer.default_local_dir="$dir/ckpt" \
         trainer.logger='[console,file]' 'checkpoint.save_contents=[model,extra,hf_model]' >"$dir/train.log" 2>&1
 }
 
-# evaluate MODEL=OUT_DIR ...: each model on tiny-math, summary.json in OUT_DIR (as dft.eval writes it)
+# evaluate MODEL=OUT_DIR ...: each model on tiny-math, summary.json in OUT_DIR (as dft eval writes it)
 evaluate() {
     python - "$DATA/test.jsonl" "$@" <<'EOF'
 import sys
@@ -39,7 +39,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dft.eval.runner import write_summary
-from dft.quickstart import GREEDY, evaluate_rows
+from dft.cli.quickstart.table1 import GREEDY, evaluate_rows
 
 test_jsonl, pairs = Path(sys.argv[1]), [arg.split("=", 1) for arg in sys.argv[2:]]
 for model, out in pairs:
@@ -53,7 +53,7 @@ EOF
 # score MODEL OUT: the fine-tuning data's target-token log-probs under MODEL
 score() {
     [[ -f $2 ]] && return
-    "${TORCHRUN[@]}" -m dft.ref_logprobs preset=tiny-cpu model.path="$1" data.train_files="$DATA/finetune.parquet" \
+    "${TORCHRUN[@]}" -m dft ref_logprobs preset=tiny-cpu model.path="$1" data.train_files="$DATA/finetune.parquet" \
         ref.output="$2" >"$2.log" 2>&1
 }
 
@@ -88,8 +88,8 @@ for lr in $SWEEP_LRS; do
 done
 
 title=(--model "tiny CPU model" --setting corrected)
-python -m dft.figures dynamics --run SFT="$OUT/dynamics_sft" --run DFT="$OUT/dynamics_dft" --benchmark tiny-math "${title[@]}" \
+python -m dft figures dynamics --run SFT="$OUT/dynamics_sft" --run DFT="$OUT/dynamics_dft" --benchmark tiny-math "${title[@]}" \
     --out "$DOCS/tiny_dynamics.png"
-python -m dft.figures token_probs --run Base="$OUT/finetune.base.parquet" --run SFT="$OUT/finetune.sft.parquet" \
+python -m dft figures token_probs --run Base="$OUT/finetune.base.parquet" --run SFT="$OUT/finetune.sft.parquet" \
     --run DFT="$OUT/finetune.dft.parquet" "${title[@]}" --out "$DOCS/tiny_token_probs.png"
-python -m dft.figures sweep --param lr "${sweep_runs[@]}" --benchmark tiny-math "${title[@]}" --out "$DOCS/tiny_sweep_lr.png"
+python -m dft figures sweep --param lr "${sweep_runs[@]}" --benchmark tiny-math "${title[@]}" --out "$DOCS/tiny_sweep_lr.png"

@@ -41,6 +41,6 @@ for alpha in $ALPHAS; do
     loss.power_alpha="$alpha" data.train_files="$data" "$@"
   alpha_runs+=(--run "prob_power@$alpha=$RUNS/eval/$MODEL-prob_power-$alpha/summary.json")
 done
-run python -m dft.ablations beyond "${table_runs[@]}" --out "$RUNS/beyond_dft.md"
-run python -m dft.figures sweep --param alpha "${alpha_runs[@]}" --model "$PAPER_NAME" --setting "$SETTING" \
+run python -m dft ablations beyond "${table_runs[@]}" --out "$RUNS/beyond_dft.md"
+run python -m dft figures sweep --param alpha "${alpha_runs[@]}" --model "$PAPER_NAME" --setting "$SETTING" \
   --out "$RUNS/figures/beyond_dft_alpha.$FIGURE_FORMAT"

@@ -7,7 +7,7 @@ LOSSES=${LOSSES:-"sft dft"}
 # CFT examples (WebInstruct-CFT-50K has 50,000)
 N_CFT=${N_CFT:-50000}
 
-run python -m dft.data.cft --out "$DATA/cft" --n "$N_CFT" --selection random --seed 0 --on-bad-row skip
+run python -m dft data cft --out "$DATA/cft" --n "$N_CFT" --selection random --seed 0 --on-bad-row skip
 for model in $MODELS; do
   for loss in $LOSSES; do
     train "$RUNS/train/$model-cft-$loss" preset="$model" loss.name="$loss" data.train_files="$DATA/cft/train.parquet" "$@"

@@ -28,5 +28,5 @@ for loss in $LOSSES; do
   done
   figure_runs+=(--run "${loss^^}=$RUNS/eval/fig1/$loss")
 done
-run python -m dft.figures dynamics "${figure_runs[@]}" --benchmark "$BENCHMARK" --model "$PAPER_NAME" \
+run python -m dft figures dynamics "${figure_runs[@]}" --benchmark "$BENCHMARK" --model "$PAPER_NAME" \
   --setting "$SETTING" --out "$RUNS/fig1_dynamics.$FIGURE_FORMAT"

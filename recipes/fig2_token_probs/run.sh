@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Figure 2: the distribution of training-set token probabilities under the base model and after SFT, DFT, DPO,
-# PPO and GRPO (Qwen2.5-Math-1.5B), scored by verl's engine (dft.ref_logprobs) and drawn as histograms with a
+# PPO and GRPO (Qwen2.5-Math-1.5B), scored by verl's engine (dft.train.ref_scoring) and drawn as histograms with a
 # log-scale count axis. Uses the models trained by recipes/table1 and recipes/table3 (run those first).
 source "$(dirname "$0")/../common.sh"
 MODEL=${MODEL:-qwen2.5-math-1.5b}
@@ -11,7 +11,7 @@ METHODS=${METHODS:-"sft dft dpo ppo grpo"}
 
 # in the data format the models were trained in (setting=paper: the official one; SETTING=corrected: chat)
 [ "$SETTING" = paper ] && format=official || format=chat
-run python -m dft.data.numina --out "$DATA/numina-sample" --n "$ROWS" --selection random --seed 1 --on-bad-row skip \
+run python -m dft data numina --out "$DATA/numina-sample" --n "$ROWS" --selection random --seed 1 --on-bad-row skip \
   --format "$format"
 sample="$DATA/numina-sample/train.parquet"
 score "$RUNS/fig2/base.parquet" preset="$MODEL" setting="$SETTING" data.train_files="$sample" "$@"
@@ -21,5 +21,5 @@ for method in $METHODS; do
     data.train_files="$sample" "$@"
   figure_runs+=(--run "${method^^}=$RUNS/fig2/$method.parquet")
 done
-run python -m dft.figures token_probs "${figure_runs[@]}" --model "$PAPER_NAME" --setting "$SETTING" \
+run python -m dft figures token_probs "${figure_runs[@]}" --model "$PAPER_NAME" --setting "$SETTING" \
   --out "$RUNS/fig2_token_probs.$FIGURE_FORMAT"

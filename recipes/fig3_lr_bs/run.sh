@@ -34,7 +34,7 @@ for loss in $LOSSES; do
   done
 done
 title=(--model "$PAPER_NAME" --setting "$SETTING")
-run python -m dft.figures sweep --param lr "${lr_runs[@]}" --benchmark "$BENCHMARK" "${title[@]}" \
+run python -m dft figures sweep --param lr "${lr_runs[@]}" --benchmark "$BENCHMARK" "${title[@]}" \
   --out "$RUNS/fig3_lr.$FIGURE_FORMAT"
-run python -m dft.figures sweep --param batch_size "${bs_runs[@]}" --benchmark "$BENCHMARK" "${title[@]}" \
+run python -m dft figures sweep --param batch_size "${bs_runs[@]}" --benchmark "$BENCHMARK" "${title[@]}" \
   --out "$RUNS/fig3_batch_size.$FIGURE_FORMAT"

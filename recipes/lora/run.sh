@@ -15,7 +15,7 @@ for model in $MODELS; do
       model.lora_rank="$LORA_RANK" model.lora_alpha="$LORA_ALPHA" model.target_modules=all-linear \
       optim.lr="$LORA_LR" "$@"
     # verl saves LoRA weights PEFT-wrapped: merge them into a plain model (verl's model merger) to evaluate
-    run python -m dft.checkpoints merge "$RUNS/train/$model-lora-$loss"
+    run python -m dft checkpoints merge "$RUNS/train/$model-lora-$loss"
     evaluate "$RUNS/train/$model-lora-$loss" "$RUNS/eval/$model-lora-$loss"
   done
 done

@@ -19,4 +19,4 @@ for loss in $LOSSES; do
     table_runs+=(--run "${loss^^}/$norm=$RUNS/eval/$name/summary.json")
   done
 done
-run python -m dft.ablations normalization "${table_runs[@]}" --out "$RUNS/normalization.md"
+run python -m dft ablations normalization "${table_runs[@]}" --out "$RUNS/normalization.md"

@@ -15,12 +15,12 @@ rl="$DATA/rl-$MODEL"
 
 # the problems (with a boxed gold answer) that sampling and RL start from: the first N_PROBLEMS, chosen once here
 prepare_numina
-run python -m dft.data.rl --out "$rl" --input "$DATA/numina/train.parquet" --n "$N_PROBLEMS" \
+run python -m dft data rl --out "$rl" --input "$DATA/numina/train.parquet" --n "$N_PROBLEMS" \
   --selection first --val-size 500
 # data format of the RFT training rows: the official one under setting=paper
 [ "$SETTING" = paper ] && rft_format=official || rft_format=chat
 # offline data: rejection samples of the base model on those problems, verified; (correct, incorrect) pairs for DPO
-run python -m dft.data.rft model="$hub" input="$rl/train.parquet" out="$rft" \
+run python -m dft data rft model="$hub" input="$rl/train.parquet" out="$rft" \
   backend="$EVAL_BACKEND" data_parallel="$EVAL_GPUS" gpus_per_replica=1 format="$rft_format"
 score "$rft/rft.ref.parquet" preset="$MODEL" setting="$SETTING" data.train_files="$rft/rft.parquet"
 score "$rft/pairs.ref.parquet" preset="$MODEL" data.train_files="$rft/pairs.parquet"
@@ -34,7 +34,7 @@ train "$RUNS/train/$MODEL-dpo" preset="$MODEL" setting=dpo data.train_files="$rf
 
 # online RL: verl's own PPO/GRPO (scripts/train_rl.sh) on the same problems, rewarded by math-verify
 for algo in $RL_ALGOS; do
-  # the actor's checkpoints also hold Hugging Face weights, which dft.eval finds in the run folder
+  # the actor's checkpoints also hold Hugging Face weights, which dft eval finds in the run folder
   ALGO=$algo MODEL="$hub" DATA_DIR="$rl" GPUS_PER_NODE="$NPROC_PER_NODE" bash scripts/train_rl.sh \
     trainer.default_local_dir="$RUNS/train/$MODEL-$algo" \
     'actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]'
@@ -53,4 +53,4 @@ for algo in $RL_ALGOS; do
   evaluate "$RUNS/train/$MODEL-$algo" "$RUNS/eval/$MODEL-$algo"
   table_runs+=(--run "$name/${algo^^} (online)=$RUNS/eval/$MODEL-$algo/summary.json")
 done
-run python -m dft.tables table3 "${table_runs[@]}" --out "$RUNS/table3.md"
+run python -m dft tables table3 "${table_runs[@]}" --out "$RUNS/table3.md"

@@ -1,0 +1,1 @@
+"""The paper's tables and figures, our ablations and the cost plan, built from result files."""

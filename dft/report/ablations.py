@@ -1,0 +1,99 @@
+"""Tables of our own ablations, which the paper does not report, from evaluation summaries.
+
+    python -m dft ablations normalization --run SFT/official=runs/eval/a/summary.json \\
+        --run SFT/token=runs/eval/b/summary.json --run DFT/official=... --run DFT/token=... [--out table.md]
+
+    python -m dft ablations beyond --run SFT=runs/eval/a/summary.json --run "DFT + end tokens=..." [--out table.md]
+
+``beyond``: the methods beyond DFT (``recipes/beyond_dft``), a run per method as ``LABEL=SUMMARY``; a row per run
+with avg@k (%) on the five benchmarks, their average, and that average minus the first run's (SFT in the recipe).
+
+``normalization``: each method trained under ``loss.normalization=official`` (the official DFT trainer's
+per-micro-batch means) and ``token`` (the global token mean), everything else equal (``recipes/normalization``).
+A run is ``METHOD/NORMALIZATION=SUMMARY``; a row per run with avg@k (%) on the paper's five benchmarks and their
+average, and per method a row ``official - token``. Scores are read as ``dft.report.tables`` reads them.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from dft.core.args import DefaultsHelpFormatter
+from dft.report.tables import check_summary, emit, load_paper_tables, our_scores, parse_runs, title
+
+NORMALIZATIONS = ("official", "token")
+
+
+def normalization_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
+    """Markdown: one row per (method, normalisation) run, and the official - token difference per method."""
+    bad = [key for key in runs if key.partition("/")[2] not in NORMALIZATIONS]
+    if bad:
+        raise ValueError(f"runs {bad}: expected METHOD/official or METHOD/token")
+    columns = [*benchmarks, "avg"]
+    header = ["Method", "Normalisation", *map(title, benchmarks), "Avg."]
+    lines = ["**Loss normalisation: the official trainer's per-micro-batch means vs the global token mean** "
+             "(avg@k %)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    methods = list(dict.fromkeys(key.partition("/")[0] for key in runs))
+    for method in methods:
+        scores = {n: our_scores(runs[f"{method}/{n}"], benchmarks) for n in NORMALIZATIONS if f"{method}/{n}" in runs}
+        for norm, values in scores.items():
+            lines.append(f"| {method} | {norm} | " + " | ".join(_fmt(values.get(c)) for c in columns) + " |")
+        if len(scores) == 2:
+            diff = [_diff(scores["official"].get(c), scores["token"].get(c)) for c in columns]
+            lines.append(f"| {method} | official - token | " + " | ".join(diff) + " |")
+    return "\n".join(lines)
+
+
+def beyond_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
+    """Markdown: one row per method run, in the order given, with its average's difference to the first run's."""
+    if not runs:
+        raise ValueError("beyond: give at least one --run LABEL=summary.json")
+    columns = [*benchmarks, "avg"]
+    first = next(iter(runs))
+    header = ["Method", *map(title, benchmarks), "Avg.", f"Avg. - {first}"]
+    lines = ["**Beyond DFT: SFT, DFT, DFT with full-weight end tokens, ASFT and the probability-power family** "
+             "(avg@k %)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    base = our_scores(runs[first], benchmarks).get("avg")
+    for label, summary in runs.items():
+        values = our_scores(summary, benchmarks)
+        cells = [_fmt(values.get(c)) for c in columns] + [_diff(values.get("avg"), base)]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {"normalization": normalization_table, "beyond": beyond_table}
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _diff(a: float | None, b: float | None) -> str:
+    return "–" if a is None or b is None else f"{a - b:+.2f}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dft ablations", description=__doc__.splitlines()[0],
+                                     formatter_class=DefaultsHelpFormatter)  # fmt: skip
+    parser.add_argument("table", choices=sorted(TABLES))
+    runs = "METHOD/NORMALIZATION=summary.json (normalization), LABEL=summary.json (beyond)"
+    parser.add_argument("--run", action="append", default=[], help=runs)
+    parser.add_argument("--out", type=Path, help="also write the markdown here")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    benchmarks = load_paper_tables()["benchmarks"]
+    try:
+        runs, where = parse_runs(args.run, None)
+        for key, summary in runs.items():
+            check_summary(summary, where[key], benchmarks)
+        text = TABLES[args.table](runs, benchmarks)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    emit(text, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""Build the paper's Tables 1-3 from evaluation summaries, with the published numbers beside ours.
+
+    python -m dft tables table1 --run Qwen2.5-Math-1.5B/Base=runs/eval/base/summary.json \\
+        --run Qwen2.5-Math-1.5B/DFT=runs/eval/dft/summary.json [--runs runs.json] [--out table1.md]
+
+A run is ``MODEL/METHOD=SUMMARY`` (model and method as the paper's table names them; ``--runs`` takes a JSON
+object of the same pairs). Each cell reads ``ours / paper (ours - paper)`` in percent; the best of ours in
+each model's group and column is bold (the paper's, where we have no run for the group). The published
+numbers live in ``dft/report/paper_tables.json``, typed once from the paper, with the protocol they were measured
+under. A summary is checked against that protocol before it is shown: every benchmark at its full size
+(``dft.eval.benchmarks``), ``protocol.samples_per_problem`` samples per problem, the protocol's sampling, and the
+model's paper prompt (its preset's ``paper.eval_prompt``). A run that deviates is refused, naming the file and
+each deviation; ``--allow-deviations`` shows it instead, its numbers marked ``†`` (never bold) and its deviations
+listed under the table. A malformed summary is an error naming the file.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from dft.core.args import DefaultsHelpFormatter
+
+PAPER_TABLES = Path(__file__).with_name("paper_tables.json")
+MARK = "†"
+
+
+def title(benchmark: str) -> str:
+    """A benchmark's column title (its registry entry's), or its name where it has none."""
+    from dft.eval.benchmarks import BENCHMARKS
+
+    spec = BENCHMARKS.get(benchmark)
+    return spec.title if spec is not None and spec.title else benchmark
+
+
+def load_paper_tables() -> dict:
+    return json.loads(PAPER_TABLES.read_text())
+
+
+def paper_prompt(model: str) -> str | None:
+    """The evaluation prompt of the preset whose paper name is ``model`` (None for a model without a preset)."""
+    from dft.models.presets import presets
+
+    return next((p.eval_prompt for p in presets().values() if p.paper_name == model), None)
+
+
+def check_summary(summary, where: str, benchmarks: list[str]) -> None:
+    """Raise ValueError naming ``where`` unless ``summary`` has the shape ``dft eval`` writes."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("benchmarks"), dict):
+        raise ValueError(f"{where}: not an evaluation summary (no 'benchmarks' object; written by python -m dft eval)")
+    for name in benchmarks:
+        metrics = summary["benchmarks"].get(name)
+        if metrics is None:
+            continue
+        n = metrics.get("samples_per_problem") if isinstance(metrics, dict) else None
+        if not isinstance(n, int) or not isinstance(metrics.get(f"avg@{n}"), (int, float)):
+            raise ValueError(f"{where}: benchmark {name!r} lacks samples_per_problem and its avg@k")
+        if not isinstance(metrics.get("problems"), int):
+            raise ValueError(f"{where}: benchmark {name!r} lacks its number of problems")
+
+
+def deviations(summary: dict, model: str, benchmarks: list[str], protocol: dict) -> list[str]:
+    """How a well-formed summary departs from the table's protocol (empty: it follows it)."""
+    from dft.eval.benchmarks import BENCHMARKS
+
+    found = []
+    n_wanted = protocol["samples_per_problem"]
+    for name in benchmarks:
+        metrics = summary["benchmarks"].get(name)
+        if metrics is None:
+            found.append(f"{name}: not evaluated")
+            continue
+        if metrics["problems"] != BENCHMARKS[name].count:
+            found.append(f"{name}: {metrics['problems']} of {BENCHMARKS[name].count} problems")
+        if metrics["samples_per_problem"] != n_wanted:
+            found.append(f"{name}: {metrics['samples_per_problem']} samples per problem, not {n_wanted}")
+    sampling = summary.get("sampling") if isinstance(summary.get("sampling"), dict) else {}
+    for key in ("temperature", "top_p", "max_new_tokens"):
+        if sampling.get(key) != protocol[key]:
+            found.append(f"sampling.{key} {sampling.get(key)}, not {protocol[key]}")
+    wanted = paper_prompt(model)
+    if wanted and summary.get("prompt_template") != wanted:
+        found.append(f"prompt {summary.get('prompt_template')!r}, not {model}'s {wanted!r}")
+    return found
+
+
+def our_scores(summary: dict, benchmarks: list[str]) -> dict:
+    """avg@k of each benchmark in percent (k as the run used it), plus their mean when all are present."""
+    scores = {}
+    for name in benchmarks:
+        metrics = summary["benchmarks"].get(name)
+        if metrics:
+            scores[name] = 100 * metrics[f"avg@{metrics['samples_per_problem']}"]
+    if len(scores) == len(benchmarks):
+        scores["avg"] = sum(scores.values()) / len(benchmarks)
+    return scores
+
+
+def _best(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _cell(ours: float | None, paper: float | None, bold_ours: bool, bold_paper: bool, mark: str) -> str:
+    mine = "–" if ours is None else f"**{ours:.2f}**" if bold_ours else f"{ours:.2f}{mark}"
+    if paper is None:
+        return mine
+    published = f"**{paper:.2f}**" if bold_paper else f"{paper:.2f}"
+    delta = "" if ours is None else f" ({ours - paper:+.2f})"
+    return f"{mine} / {published}{delta}"
+
+
+def group_rows(model: str, methods: dict, ours: dict, marked: set, columns: list[str]) -> list[str]:
+    """Markdown rows of one model's group; ``ours`` maps method -> scores, ``marked`` holds deviating methods."""
+    have_ours = any(ours.get(m) for m in methods)
+    source = {m: s for m, s in ours.items() if m not in marked} if have_ours else methods
+    best = {c: _best([source.get(m, {}).get(c) for m in methods]) for c in columns}
+    lines = []
+    for method, paper in methods.items():
+        mine, mark = ours.get(method, {}), MARK if method in marked else ""
+        cells = []
+        for c in columns:
+            value = mine.get(c) if have_ours else paper.get(c)
+            is_best = value is not None and value == best[c] and not mark
+            cells.append(_cell(mine.get(c), paper.get(c), is_best and have_ours, is_best and not have_ours, mark))
+        lines.append(f"| {model} | {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _check_names(name: str, table: dict, runs: dict) -> None:
+    unknown = [k for k in runs if "/" not in k or k.split("/", 1)[0] not in table["rows"]]
+    if unknown:
+        raise ValueError(f"runs {unknown} name no model of {name}; models: {sorted(table['rows'])}")
+    unknown = [k for k in runs if k.split("/", 1)[1] not in table["rows"][k.split("/", 1)[0]]]
+    if unknown:
+        methods = {
+            model: list(rows) for model, rows in table["rows"].items() if any(k.startswith(model) for k in unknown)
+        }
+        raise ValueError(f"runs {unknown} name no method of {name}; methods: {methods}")
+
+
+def build_table(name: str, runs: dict[str, dict], paper: dict | None = None, allow_deviations: bool = False,
+                where: dict[str, str] | None = None) -> str:  # fmt: skip
+    """The markdown table ``name`` (table1/2/3); ``runs`` maps 'MODEL/METHOD' to a summary dict (``where``: to the
+    file it came from, for messages)."""
+    paper = paper or load_paper_tables()
+    if name not in ("table1", "table2", "table3"):
+        raise ValueError(f"unknown table {name!r}; valid tables: table1, table2, table3")
+    table, benchmarks, where = paper[name], paper["benchmarks"], where or {}
+    _check_names(name, table, runs)
+    off = {}
+    for key, summary in runs.items():
+        check_summary(summary, where.get(key, key), benchmarks)
+        found = deviations(summary, key.split("/", 1)[0], benchmarks, paper["protocol"])
+        if found:
+            off[key] = found
+    if off and not allow_deviations:
+        listed = "\n".join(f"  {where.get(k, k)} ({k}): " + "; ".join(v) for k, v in off.items())
+        raise ValueError(f"{len(off)} run(s) do not follow the protocol of {name} (avg@"
+                         f"{paper['protocol']['samples_per_problem']} on the full benchmarks):\n{listed}\n"
+                         "Pass --allow-deviations to show them marked.")  # fmt: skip
+    columns = benchmarks + ["avg"]
+    header = ["Model", "Method", *map(title, benchmarks), "Avg."]
+    lines = [f"**{table['title']}** (ours / paper (ours - paper), avg@k %)", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    for model, methods in table["rows"].items():
+        mine = {k.split("/", 1)[1]: our_scores(s, benchmarks) for k, s in runs.items() if k.startswith(model + "/")}
+        marked = {k.split("/", 1)[1] for k in off if k.startswith(model + "/")}
+        lines += group_rows(model, methods, mine, marked, columns)
+    if off:
+        lines += ["", f"{MARK} not the paper's protocol:"] + [f"- {k}: " + "; ".join(v) for k, v in off.items()]
+    return "\n".join(lines)
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such {what}") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+
+
+def parse_runs(pairs: list[str], runs_file: Path | None) -> tuple[dict[str, dict], dict[str, str]]:
+    """'MODEL/METHOD=path' pairs (and a JSON file of them) -> ({'MODEL/METHOD': summary}, {key: path})."""
+    mapping = _read_json(runs_file, "runs file") if runs_file else {}
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ValueError(f"{runs_file}: expected a JSON object of MODEL/METHOD -> path/to/summary.json")
+    for pair in pairs:
+        key, sep, path = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--run {pair!r}: expected MODEL/METHOD=path/to/summary.json")
+        mapping[key] = path
+    return {key: _read_json(path, "evaluation summary") for key, path in mapping.items()}, mapping
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Render the paper's Tables 1-3 with our results beside.",
+        formatter_class=DefaultsHelpFormatter,
+    )
+    parser.add_argument("table", choices=["table1", "table2", "table3"])
+    parser.add_argument("--run", action="append", default=[], help="MODEL/METHOD=path/to/summary.json")
+    parser.add_argument("--runs", type=Path, help="JSON object of MODEL/METHOD -> summary path")
+    deviations = "show runs that do not follow the table's protocol, marked, instead of refusing them"
+    parser.add_argument("--allow-deviations", action="store_true", help=deviations)
+    parser.add_argument("--out", type=Path, help="also write the markdown here")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        runs, where = parse_runs(args.run, args.runs)
+        text = build_table(args.table, runs, allow_deviations=args.allow_deviations, where=where)
+    except ValueError as exc:
+        sys.exit(f"error: {exc}")
+    emit(text, args.out)
+
+
+def emit(text: str, out: Path | None) -> None:
+    """Print a rendered table, and write it to ``out`` when given."""
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
