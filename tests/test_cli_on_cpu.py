@@ -47,7 +47,8 @@ def test_hydra_help_says_what_and_which_choices(command):
         assert "loss.name:" in out and all(f"  {name} " in out for name in ("dft", "sft", "iw_sft", "dpo"))
         assert "qwen2.5-math-1.5b  Qwen2.5-Math-1.5B (Qwen/Qwen2.5-Math-1.5B)" in out and "setting:" in out
     if command == "eval":
-        assert "math500 (paper, default)" in out and "qwen-boxed" in out and "hydra/" not in out
+        assert "paper (default): math500, minerva_math" in out and "  aime24 (paper)" in out and "qwen-boxed" in out
+        assert "hydra/" not in out
 
 
 def test_hydra_help_imports_neither_torch_nor_verl():
@@ -102,7 +103,9 @@ def refused(module, *args, env=None):
 
 
 def train_args(inputs, *args):
-    return [f"model.path={inputs / 'model'}", f"data.train_files={inputs / 'sft.parquet'}", *args]
+    # one row: a batch of one (a file smaller than one batch is itself refused, see below)
+    return [f"model.path={inputs / 'model'}", f"data.train_files={inputs / 'sft.parquet'}", "data.train_batch_size=1",
+            *args]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -124,6 +127,11 @@ def test_training_refuses_bad_values(inputs, args, message):
 def test_training_refuses_a_missing_model_folder(inputs):
     error = refused("train", *train_args(inputs, f"model.path={inputs / 'nope'}"))
     assert f"model.path={inputs / 'nope'}: no such folder" in error
+
+
+def test_training_refuses_data_smaller_than_one_batch(inputs):
+    error = refused("train", *train_args(inputs, "data.train_batch_size=256"))
+    assert "data.train_files hold 1 rows, fewer than data.train_batch_size=256: not one full batch" in error
 
 
 def test_training_refuses_data_without_messages(inputs):

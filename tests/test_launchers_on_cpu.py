@@ -288,7 +288,7 @@ def test_slurm_ray_starts_head_then_workers_then_trains_on_the_head(cluster):
     assert "# wait until Ray at gpu-a:6379 has 3 node(s) alive" in result.stdout.splitlines()
     # train_ray.sh may ask `ray status` whether a cluster runs, even in a dry run; nothing else may run
     assert [cmd for cmd in cluster.log if cmd[:2] != ["ray", "status"]] == [], "a dry run launched something"
-    cfg = compose_config(printed(result.stdout)[-1][1][3:])
+    cfg = compose_config(printed(result.stdout)[-1][1][4:])
     assert (cfg.trainer.nnodes, cfg.trainer.n_gpus_per_node, cfg.trainer.experiment_name) == (3, 8, "dft 7b run-1")
 
 

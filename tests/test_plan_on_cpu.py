@@ -83,7 +83,7 @@ def test_costs_follow_the_stated_assumptions():
 def test_expect_prints_every_cell_of_the_papers_table_with_its_band(capsys):
     plan.main(["expect"])
     lines = capsys.readouterr().out.splitlines()
-    paper = json.loads((REPO / "dft" / "paper_tables.json").read_text())["table1"]["rows"]
+    paper = json.loads((REPO / "dft" / "report" / "paper_tables.json").read_text())["table1"]["rows"]
     assert len(lines) == 2 + sum(len(methods) for methods in paper.values())
     dft_row = next(line for line in lines if line.startswith("| Qwen2.5-Math-1.5B | DFT |"))
     aime = paper["Qwen2.5-Math-1.5B"]["DFT"]["aime24"]

@@ -108,9 +108,9 @@ def check_recipe(script: str, env: dict) -> None:
 
 def check_plan(argv: list[str], capsys) -> None:
     """The section quotes `python -m dft plan`'s tables verbatim and its numbers in the text."""
-    plan.main(argv[3:])
+    plan.main(argv[4:])
     printed = capsys.readouterr().out.splitlines()
-    if argv[3] == "expect":
+    if argv[4] == "expect":
         dft_row = next(line for line in printed if line.startswith("| Qwen2.5-Math-1.5B | DFT |"))
         quoted = re.search(r"\(Qwen2\.5-Math-1\.5B DFT: math500 (.+?), AIME24 (.+?), average (.+?)\)", section())
         assert quoted and all(f" {cell} |" in dft_row for cell in quoted.groups()), dft_row
@@ -132,7 +132,7 @@ def check_one(line: str, capsys) -> str:
         check_download(env)
     elif program == "bash" and argv[1].startswith("recipes/"):
         check_recipe(argv[1], env)
-    elif argv[:3] == ["python", "-m", "dft", "plan"]:
+    elif argv[:4] == ["python", "-m", "dft", "plan"]:
         check_plan(argv, capsys)
     elif argv[:2] == ["python", "-m"]:
         check_command(shlex.join(argv))
@@ -153,7 +153,7 @@ def test_every_command_of_the_section_is_checked(capsys):
 
 
 def test_the_training_data_command_is_the_one_the_recipe_runs():
-    prep = next(line for line in commands() if " dft.data.numina " in line)
+    prep = next(line for line in commands() if " dft data numina " in line)
     assert prep in default_recipe_lines("table1") | {line.strip() for line in default_recipe_lines("table1")}
 
 

@@ -93,7 +93,7 @@ def test_a_command_that_would_fail_at_start_up_is_reported_with_the_reason():
         good + " loss.nmae=dft": "loss.nmae",
         good.replace("loss.name=dft", "loss.name=dtf"): "not a known loss",
         "torchrun --nproc_per_node=8 -m dft ref_logprobs preset=llama-3.2-3b": "ref.output: give the parquet",
-        "python -m dft eval model=x sampling.n=4 backend=tgi": "neither hf nor vllm",
+        "python -m dft eval model=x sampling.n=4 backend=tgi": "not one of hf, vllm",
         "python -m dft data numina --n 10": "--out",
         "python -m dft tables table9": "invalid choice",
         f"python -m verl.trainer.main_ppo --config-path {REPO}/configs --config-name grpo_trainer "
@@ -122,7 +122,7 @@ def test_a_new_entry_point_is_checked_by_what_its_source_declares(tmp_path, monk
     bad = {
         "python -m new_prep --out data/new --n five": "new_prep: .*argument --n: 'five' is not an integer",
         "python -m new_sampler sampling.n=4": r"new_sampler: no value for \['model'\]",
-        "python -m new_sampler model=m backend=tgi": "new_sampler: backend=tgi is neither hf nor vllm",
+        "python -m new_sampler model=m backend=tgi": "new_sampler: backend=tgi is not one of hf, vllm",
     }
     for line, reason in bad.items():
         with pytest.raises(CommandError, match=reason):
