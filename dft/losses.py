@@ -12,9 +12,13 @@ pairs for ``dpo``), ``l_u`` is a unit's loss, ``m`` a micro-batch of ``M`` per r
   micro-batch split and data-parallel size (verl's ``sft_loss``: each micro-batch returns its sum over the
   global count, times the data-parallel size, since FSDP averages gradients over ranks).
 - ``official``: the official DFT trainer's (yongliang-wu/DFT ``fsdp_dft_trainer.py``, ``balance_dp_token``
-  off): gradient of ``1/R sum_r sum_m mean_{u in m} l_u``, a *sum* of per-micro-batch means, so ``M`` times
-  ours when micro-batches hold equal counts, and units of short micro-batches weigh more; the logged loss is
-  that sum divided by ``M``. It needs fixed micro-batches (``data.use_dynamic_bsz=False``).
+  off): gradient of ``1/R sum_r sum_m mean_{u in m} l_u``, a *sum* of per-micro-batch means, and units of short
+  micro-batches weigh more. That sum depends on the cluster: it is ``M`` times the mean of all ``K = R M``
+  micro-batch means. The official run had ``M_o = loss.official_micro_batches`` (8: batch 256 on 8 GPUs of
+  micro-batch 4), so every layout here back-propagates ``M_o`` times the mean of all micro-batch means: each
+  micro-batch's mean scaled by ``M_o / M`` (ranks average, micro-batches sum). Same micro-batches, same step on
+  any number of processes; the logged loss is the mean of the micro-batch means, as the official trainer's
+  (its sum divided by ``M``). It needs fixed micro-batches (``data.use_dynamic_bsz=False``).
 
 Losses (``t`` runs over target tokens, ``p_t = pi(y_t | y_<t, x)``, ``sg`` stops the gradient):
 
@@ -110,6 +114,8 @@ class LossConfig:
     name: str = "dft"
     # token: the global mean over loss tokens; official: the official DFT trainer's per-micro-batch means
     normalization: str = "token"
+    # official only: the official run's micro-batches per rank (256 / (8 GPUs x 4)), which scales its gradient
+    official_micro_batches: int = 8
     # DFT only: the token weight is max(p, weight_floor); 0 is the paper's DFT.
     weight_floor: float = 0.0
     # DFT only: weight = alpha * p + (1 - alpha); 1 is the paper's DFT, 0 is SFT.
@@ -146,6 +152,8 @@ class LossConfig:
                 f"loss.iw_token_min={self.iw_token_min}, loss.iw_token_max={self.iw_token_max} and "
                 f"loss.iw_seq_max={self.iw_seq_max} need 0 <= iw_token_min <= iw_token_max and iw_seq_max > 0"
             )
+        if self.official_micro_batches < 1:
+            raise ValueError(f"loss.official_micro_batches={self.official_micro_batches} must be a positive integer")
         if self.dpo_beta <= 0:
             raise ValueError(f"loss.dpo_beta={self.dpo_beta} must be positive")
         if self.power_alpha <= 0 or self.kl_beta < 0:
@@ -196,14 +204,16 @@ def normalize(total: torch.Tensor, count, data: TensorDict, config: LossConfig, 
     """This micro-batch's share of the step's loss, from the sum ``total`` of its units' losses over ``count`` units.
 
     ``token``: ``total / N * dp_size`` (``N`` the global unit count), so micro-batches sum and ranks average to
-    ``1/N sum_u l_u``. ``official``: the micro-batch mean ``total / count``, back-propagated as it is (the
-    official trainer calls ``backward()`` on it) but *valued* at ``1/M`` of itself, so that verl's logged loss
-    (the sum over micro-batches, averaged over ranks) is the official ``train/loss``.
+    ``1/N sum_u l_u``. ``official``: the micro-batch mean ``total / count`` back-propagated times ``M_o / M``
+    (the official run's micro-batches per rank over this run's), so that micro-batches sum and ranks average to
+    ``M_o`` times the mean of all micro-batch means, the official 8-GPU gradient on any layout; *valued* at
+    ``1/M`` of the mean, so that verl's logged loss (the same sum and average) is the official ``train/loss``.
     """
     require_units(data, unit)
     if config.normalization == "official":
         mean = total / max(int(count), 1)  # an empty micro-batch has total 0 and adds nothing
-        return (mean - mean.detach()) + mean.detach() / micro_batches_per_rank(data)
+        per_rank = micro_batches_per_rank(data)
+        return (mean - mean.detach()) * (config.official_micro_batches / per_rank) + mean.detach() / per_rank
     global_count = data["batch_num_tokens"] if unit == "token" else data["global_batch_size"]
     return total / global_count * data["dp_size"]
 
