@@ -89,8 +89,10 @@ def main(argv=None) -> None:
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "normalization_tiny.png")
     args = parser.parse_args(argv)
     base, data = base_model(args.out, args.pretrain_steps)
+    # loss.official_micro_batches=4: the official trainer's step on this layout itself (4 micro-batches per rank),
+    # as docs/normalization.md recorded it, not the 8-GPU paper run's (8)
     fixed = ["optim.lr=1e-3", "data.use_dynamic_bsz=False", "data.micro_batch_size_per_gpu=4",
-             "checkpoint.save_contents=[model]"]  # fmt: skip
+             "loss.official_micro_batches=4", "checkpoint.save_contents=[model]"]  # fmt: skip
     curves = {n: train(args.out / n, base, data, "dft", args.steps, [*fixed, f"loss.normalization={n}"])
               for n in NORMALIZATIONS}  # fmt: skip
     for norm, logged in curves.items():
