@@ -16,9 +16,9 @@ pairs for ``dpo``), ``l_u`` is a unit's loss, ``m`` a micro-batch of ``M`` per r
   micro-batches weigh more. That sum depends on the cluster: it is ``M`` times the mean of all ``K = R M``
   micro-batch means. The official run had ``M_o = loss.official_micro_batches`` (8: batch 256 on 8 GPUs of
   micro-batch 4), so every layout here back-propagates ``M_o`` times the mean of all micro-batch means: each
-  micro-batch's mean scaled by ``M_o / M`` (ranks average, micro-batches sum). Same micro-batches, same step on
-  any number of processes; the logged loss is the mean of the micro-batch means, as the official trainer's
-  (its sum divided by ``M``). It needs fixed micro-batches (``data.use_dynamic_bsz=False``).
+  micro-batch's mean scaled by ``M_o / M`` (ranks average, micro-batches sum); dft/official_layout.py keeps the
+  official micro-batches, so any number of processes takes the same step; the logged loss is the mean of the
+  micro-batch means (the official sum over ``M``). It needs fixed micro-batches (``data.use_dynamic_bsz=False``).
 
 Losses (``t`` runs over target tokens, ``p_t = pi(y_t | y_<t, x)``, ``sg`` stops the gradient):
 

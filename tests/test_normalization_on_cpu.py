@@ -9,6 +9,8 @@ import pytest
 import torch
 from conftest import FP32, check_ok, compose_config, read_log, run_module, tiny_overrides
 
+from dft.official_layout import official_ranks
+
 BATCH = 32
 
 
@@ -24,7 +26,8 @@ def tiny_dataset(model_dir, train_parquet):
 def dft_step_reference(model_dir, dataset, batch, normalization, dp_size, micro_batch, official_micro_batches=8):
     """(logged loss, gradient norm) of step 1 of DFT by the formula, in float64 from the Hugging Face model. The
     global batch is what verl's DistributedSampler draws first (seed 0): rank r takes rows perm[r::R], and its
-    micro-batches are consecutive runs of ``micro_batch`` rows. ``official``: this layout's sum of micro-batch
+    micro-batches are consecutive runs of ``micro_batch`` rows (``official``: of the official layout's ranks, where
+    dft/official_layout.py lays it on these ranks). ``official``: this layout's sum of micro-batch
     means (M per rank) averaged over ranks, logged divided by M, its gradient scaled to the official run's
     ``official_micro_batches`` per rank (M_o / M)."""
     from transformers import AutoModelForCausalLM
@@ -42,7 +45,9 @@ def dft_step_reference(model_dir, dataset, batch, normalization, dp_size, micro_
     if normalization == "token":
         objective = logged = sum(sums.values()) / sum(counts.values())
     else:
-        ranks = [first[r::dp_size][: batch // dp_size] for r in range(dp_size)]
+        # the micro-batches are the official layout's where dft/official_layout.py lays it on these ranks
+        layout = official_ranks(batch, micro_batch, official_micro_batches, dp_size) or dp_size
+        ranks = [first[r::layout][: batch // layout] for r in range(layout)]
         chunks = [rows[i : i + micro_batch] for rows in ranks for i in range(0, len(rows), micro_batch)]
         per_rank = batch // dp_size // micro_batch
         summed = sum(sum(sums[i] for i in c) / sum(counts[i] for i in c) for c in chunks) / dp_size
