@@ -56,6 +56,7 @@ def test_asft_scores_the_top_k_and_trains_one_step_to_its_float64_formula(tiny, 
 
     root, frame = scored_topk
     targets, eos = float64_targets(tiny, ROWS)
+    assert any(bool((target == eos).any()) for _, target in targets)  # full_weight_tokens=[eos] has targets to keep
     # the scorer's top-K is the float64 model's (sorted values: near-ties may swap ids), float16 on disk
     for row in range(3):
         log_q = targets[row][0]

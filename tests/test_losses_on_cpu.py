@@ -266,8 +266,9 @@ def official_reference(name, seqs, parts):
 @pytest.mark.parametrize("name", ["sft", "dft"])
 def test_official_normalization_matches_its_float64_formula(name):
     seqs = make_sequences(**EIGHT)
-    loss_fn = get_loss_fn(LossConfig(name, normalization="official"))
     for parts, mbs in (([[[0, 1], [2, 3]], [[4, 5], [6, 7]]], 2), ([[[0], [1], [2], [3], [4], [5], [6], [7]]], 1)):
+        # run on the official layout itself (M_o = M); other layouts: test_official_scale_on_cpu
+        loss_fn = get_loss_fn(LossConfig(name, normalization="official", official_micro_batches=len(parts[0])))
         logged, grads = engine_step(loss_fn, seqs, parts, mbs)
         ref_logged, ref_grads = official_reference(name, seqs, parts)
         assert math.isclose(logged, ref_logged, rel_tol=1e-12)
@@ -277,7 +278,7 @@ def test_official_normalization_matches_its_float64_formula(name):
 
 def test_official_gradient_depends_on_the_split_as_its_formula_predicts():
     seqs = make_sequences(**EIGHT)
-    official = get_loss_fn(LossConfig("dft", normalization="official"))
+    official = get_loss_fn(LossConfig("dft", normalization="official", official_micro_batches=2))
     token = get_loss_fn(LossConfig("dft"))
     by_two = [[[0, 1], [2, 3]], [[4, 5], [6, 7]]]
     token_logged, token_grads = engine_step(token, seqs, by_two, 2)

@@ -207,7 +207,7 @@ def test_official_normalization_of_dpo_and_iw_sft_is_a_mean_per_micro_batch():
                 part = [dict(seqs[i], logits=logits[i]) for i in idx]
                 batch = with_reference(part, torch.cat([pieces[i] for i in idx]), dp_size=2, global_pairs=4)
                 tu.assign_non_tensor(batch[1], micro_batch_size_per_gpu=1, use_dynamic_bsz=False)
-                loss, _ = dpo_loss(LossConfig("dpo", normalization=norm), *batch)
+                loss, _ = dpo_loss(LossConfig("dpo", normalization=norm, official_micro_batches=2), *batch)
                 loss.backward()
                 logged += loss.item() / 2
         results[norm] = logged, [g.grad / 2 for g in logits]
@@ -218,6 +218,6 @@ def test_official_normalization_of_dpo_and_iw_sft_is_a_mean_per_micro_batch():
     ref4 = reference_values(seqs[:4], shift_per_seq=[0.0, 0.4, -0.2, 0.0])
     batch = with_reference(seqs[:4], ref4)
     tu.assign_non_tensor(batch[1], global_batch_size=4, micro_batch_size_per_gpu=4, use_dynamic_bsz=False)
-    official, _ = iw_sft_loss(LossConfig("iw_sft", normalization="official"), *batch)
+    official, _ = iw_sft_loss(LossConfig("iw_sft", normalization="official", official_micro_batches=1), *batch)
     token, _ = iw_sft_loss(LossConfig("iw_sft"), *batch)
     torch.testing.assert_close(official, token, rtol=1e-12, atol=0)

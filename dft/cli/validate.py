@@ -257,9 +257,19 @@ def rejection_sampling(config) -> list[str]:
     return errors + model(config, "model")
 
 
+def ray_training(config) -> list[str]:
+    """``dft train_ray``: also refuse verl's batch balancing under the official normalisation."""
+    errors = training(config)
+    if _get(config, "loss.normalization") == "official" and _get(config, "trainer.balance_batch"):
+        errors.append("trainer.balance_batch=True: verl's Ray trainer would regroup each batch's rows by length "
+                      "across ranks and micro-batches, changing loss.normalization=official's per-micro-batch "
+                      "means; set trainer.balance_batch=False (setting=paper does)")  # fmt: skip
+    return errors
+
+
 CHECKS = {
     "train": training,
-    "train_ray": training,
+    "train_ray": ray_training,
     "ref_logprobs": lambda config: training(config, scoring=True),
     "eval": evaluation,
     "data rft": rejection_sampling,

@@ -37,6 +37,7 @@ from verl.utils.metric import Metric
 
 from dft.data.training_format import rows_without_loss_tokens
 from dft.train.losses.registry import LossConfig, get_loss_fn, loss_config_from
+from dft.train.official_layout import use_official_layout
 from dft.train.progress import step_bar
 from dft.train.sft_datasets import PAIR_SIDES, PairCollator
 
@@ -79,6 +80,11 @@ class DFTTrainerMixin:
 
     def _build_dataloader(self):
         super()._build_dataloader()
+        # verl built its sampler over this run's data-parallel ranks (torchrun) or one (Ray's single controller)
+        sampler = self.train_sampler
+        if use_official_layout(self, sampler.num_replicas, sampler.rank) and getattr(self, "rank", 0) == 0:
+            print("[dft] loss.normalization=official: each step's micro-batches are the official run's "
+                  f"({self.loss_config.official_micro_batches} per rank; dft/train/official_layout.py)")  # fmt: skip
         if self.loss_config.spec.data == "pairs":
             # one dataset item is a pair; the batch the engine sees is chosen_0, rejected_0, chosen_1, ...
             for loader in (self.train_dataloader, getattr(self, "val_dataloader", None)):

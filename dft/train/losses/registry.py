@@ -17,9 +17,13 @@ pairs for ``dpo``), ``l_u`` is a unit's loss, ``m`` a micro-batch of ``M`` per r
   micro-batch split and data-parallel size (verl's ``sft_loss``: each micro-batch returns its sum over the
   global count, times the data-parallel size, since FSDP averages gradients over ranks).
 - ``official``: the official DFT trainer's (yongliang-wu/DFT ``fsdp_dft_trainer.py``, ``balance_dp_token``
-  off): gradient of ``1/R sum_r sum_m mean_{u in m} l_u``, a *sum* of per-micro-batch means, so ``M`` times
-  ours when micro-batches hold equal counts, and units of short micro-batches weigh more; the logged loss is
-  that sum divided by ``M``. It needs fixed micro-batches (``data.use_dynamic_bsz=False``).
+  off): gradient of ``1/R sum_r sum_m mean_{u in m} l_u``, a *sum* of per-micro-batch means, and units of short
+  micro-batches weigh more. That sum depends on the cluster: it is ``M`` times the mean of all ``K = R M``
+  micro-batch means. The official run had ``M_o = loss.official_micro_batches`` (8: batch 256 on 8 GPUs of
+  micro-batch 4), so every layout here back-propagates ``M_o`` times the mean of all micro-batch means: each
+  micro-batch's mean scaled by ``M_o / M`` (ranks average, micro-batches sum); dft/train/official_layout.py keeps
+  the official micro-batches, so any number of processes takes the same step; the logged loss is the mean of the
+  micro-batch means (the official sum over ``M``). It needs fixed micro-batches (``data.use_dynamic_bsz=False``).
 
 DFT's weight is ``exp`` of the log-probability verl already returns for the target token, so the loss adds
 O(tokens) work and never materialises a full-vocabulary softmax. Because it only reads ``log_probs``, it is
@@ -106,6 +110,8 @@ class LossConfig:
     name: str = "dft"
     # token: the global mean over loss tokens; official: the official DFT trainer's per-micro-batch means
     normalization: str = "token"
+    # official only: the official run's micro-batches per rank (256 / (8 GPUs x 4)), which scales its gradient
+    official_micro_batches: int = 8
     # DFT only: the token weight is max(p, weight_floor); 0 is the paper's DFT.
     weight_floor: float = 0.0
     # DFT only: weight = alpha * p + (1 - alpha); 1 is the paper's DFT, 0 is SFT.
@@ -171,6 +177,8 @@ def _loss_section_errors(section) -> list[str]:
     for key in ("weight_floor", "alpha"):
         if not 0.0 <= float(value.get(key, 0.0)) <= 1.0:
             errors.append(f"loss.{key}={value[key]} must lie in [0, 1]")
+    if int(value.get("official_micro_batches", 1)) < 1:
+        errors.append(f"loss.official_micro_batches={value['official_micro_batches']} must be a positive integer")
     if value.get("iw_level", "sequence") not in ("sequence", "token"):
         errors.append(f"loss.iw_level={value['iw_level']!r} must be 'sequence' or 'token'")
     lo, hi, seq_max = (float(value.get(k, getattr(LossConfig, k))) for k in ("iw_token_min", "iw_token_max",

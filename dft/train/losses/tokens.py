@@ -45,14 +45,16 @@ def normalize(total: torch.Tensor, count, data: TensorDict, config: LossConfig, 
     """This micro-batch's share of the step's loss, from the sum ``total`` of its units' losses over ``count`` units.
 
     ``token``: ``total / N * dp_size`` (``N`` the global unit count), so micro-batches sum and ranks average to
-    ``1/N sum_u l_u``. ``official``: the micro-batch mean ``total / count``, back-propagated as it is (the
-    official trainer calls ``backward()`` on it) but *valued* at ``1/M`` of itself, so that verl's logged loss
-    (the sum over micro-batches, averaged over ranks) is the official ``train/loss``.
+    ``1/N sum_u l_u``. ``official``: the micro-batch mean ``total / count`` back-propagated times ``M_o / M``
+    (the official run's micro-batches per rank over this run's), so that micro-batches sum and ranks average to
+    ``M_o`` times the mean of all micro-batch means, the official 8-GPU gradient on any layout; *valued* at
+    ``1/M`` of the mean, so that verl's logged loss (the same sum and average) is the official ``train/loss``.
     """
     require_units(data, unit)
     if config.normalization == "official":
         mean = total / max(int(count), 1)  # an empty micro-batch has total 0 and adds nothing
-        return (mean - mean.detach()) + mean.detach() / micro_batches_per_rank(data)
+        per_rank = micro_batches_per_rank(data)
+        return (mean - mean.detach()) * (config.official_micro_batches / per_rank) + mean.detach() / per_rank
     global_count = data["batch_num_tokens"] if unit == "token" else data["global_batch_size"]
     return total / global_count * data["dp_size"]
 
