@@ -275,7 +275,7 @@ def test_cli_regrades_a_file(tmp_path):
 
 
 def test_cli_keeps_its_input_unless_in_place(tmp_path, capsys):
-    from dft.eval.regrade import main
+    from dft.eval.grade_file import main
 
     src = _write_jsonl(tmp_path / "in.jsonl", [{"response": boxed("3"), "gold": "3", "keep": [1]}])
     before = src.read_text()
@@ -295,7 +295,7 @@ def test_cli_keeps_its_input_unless_in_place(tmp_path, capsys):
     [("not json", "not valid JSON"), ({"response": "x"}, "missing field(s) gold"), ([1, 2], "not an object")],
 )
 def test_cli_names_the_bad_line(tmp_path, bad_line, message):
-    from dft.eval.regrade import main
+    from dft.eval.grade_file import main
 
     src = _write_jsonl(tmp_path / "in.jsonl", [{"response": "a", "gold": "1"}, "", bad_line])
     with pytest.raises(SystemExit) as exit_info:

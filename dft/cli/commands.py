@@ -25,7 +25,7 @@ COMMANDS = {
     "data cft": "dft.data.cft:main",
     "data rl": "dft.rl.rl_data:main",
     "data rft": "dft.rl.rft:main",
-    "grade": "dft.eval.regrade:main",
+    "grade": "dft.eval.grade_file:main",
     "prompts": "dft.models.prompts:main",
     "presets": "dft.models.presets:main",
     "model_cards": "dft.models.cards:main",
