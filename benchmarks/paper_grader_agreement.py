@@ -31,8 +31,8 @@ sys.path.insert(0, str(REPO))
 
 from dft.eval.benchmarks import load_benchmark  # noqa: E402
 
-PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")
-HARNESS_NAMES = {"math500": "math_oai"}  # our benchmark name -> the harness's data_name
+PAPER_BENCHMARKS = ("math500", "minerva_math", "olympiadbench", "aime24", "amc23", "math_full_test")
+HARNESS_NAMES = {"math500": "math_oai", "math_full_test": "math"}  # our benchmark name -> the harness's data_name
 E_NOTATION_RE = re.compile(r"^(-?\d+(?:\.\d+)?)e([+-]?\d+)$")
 INTEGER_RE = re.compile(r"^-?\d+$")
 DECIMAL_RE = re.compile(r"^-?\d+\.\d+$")
@@ -89,7 +89,36 @@ def variants(gold: str, rng: random.Random) -> list[tuple[str, str]]:
         out.append(("dfrac", boxed(gold.replace("\\frac", "\\dfrac"))))
     if "\\sqrt" in gold:
         out.append(("sqrt_brace", boxed(re.sub(r"\\sqrt\{(\w)\}", r"\\sqrt\1", gold))))
+    return out + symbolic_variants(gold)
+
+
+def symbolic_variants(gold: str) -> list[tuple[str, str]]:
+    """Answers that only the symbolic rule can judge: the gold's value as a decimal, its terms swapped, its
+    products written with ``\\cdot``, plus one, with spaces, in ``\\mathrm{}`` units."""
+    out = [
+        ("plus_one", boxed(f"{gold}+1")),
+        ("spaced", boxed(" ".join(gold))),
+        ("mathrm_unit", boxed(f"{gold} \\mathrm{{m}}")),
+    ]
+    if value := _value(gold):
+        out += [("value_6", boxed(f"{value:.6g}")), ("value_3", boxed(f"{value:.3g}"))]
+    if m := re.match(r"^([^+]+?)\+([^+]+)$", gold):
+        out.append(("swap_sum", boxed(f"{m[2]}+{m[1]}")))
+    if m := re.match(r"^(\d+)(\\sqrt|\\pi|[a-z])(.*)$", gold):
+        out.append(("cdot", boxed(f"{m[1]} \\cdot {m[2]}{m[3]}")))
     return out
+
+
+def _value(gold: str) -> float | None:
+    """The gold's numeric value when it is a LaTeX expression that evaluates to a number (not a plain number)."""
+    if "\\" not in gold:
+        return None
+    try:
+        from latex2sympy2_extended import latex2sympy
+
+        return float(latex2sympy(gold).evalf())
+    except Exception:
+        return None
 
 
 def build(out: Path, real: Path | None, per_benchmark: int, seed: int) -> None:
@@ -119,7 +148,7 @@ from grader import math_equal_process
 rows = [json.loads(line) for line in open(sys.argv[1])]
 def gold_example(row):
     data, gold = row["data_name"], str(row["gold"])
-    if data in ("math_oai", "minerva_math"):
+    if data in ("math", "math_oai", "minerva_math"):
         return {"solution": "\\boxed{" + gold + "}"}
     if data == "olympiadbench":
         return {"final_answer": [gold]}

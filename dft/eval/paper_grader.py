@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from math import isclose
 
-from sympy import N, simplify
+from sympy import Basic, E, N, Symbol, pi, simplify
 from sympy.parsing.sympy_parser import parse_expr
 
 from dft.eval.paper_parser import extract_answer, gold_answer
@@ -36,31 +36,61 @@ CHOICES = ("A", "B", "C", "D", "E")
 MATRIX_BEGINS = ("\\begin{pmatrix}", "\\begin{bmatrix}")
 MATRIX_ENDS = ("\\end{pmatrix}", "\\end{bmatrix}")
 BRACKETED_RE = re.compile(r"(\(|\[).+(\)|\])")
-BRACE_GROUP_RE = re.compile(r"\{[^{}]*\}")
 
 
-def _latex2sympy(text: str):
-    """latex2sympy2_extended as a plain LaTeX parser: no normalisation, symbols keep their case, ``2\\frac12`` is a
-    product (as sympy's ``parse_latex`` reads it), not a mixed number. A comma outside braces is refused, as
-    ``parse_latex`` refuses it: ``1,-2`` must go on to ``parse_expr`` (an ordered tuple), not become a set."""
-    from latex2sympy2_extended import latex2sympy
-    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+# commands that sympy's LaTeX lexer (``parse_latex``) knows; any other ``\name``, also one glued to a letter
+# (``\cdotx`` once spaces are stripped), is a symbol of that name to it: ``\pi`` is a symbol, not 3.14...
+SYMPY_COMMANDS = frozenset(
+    "frac dfrac tfrac binom dbinom tbinom sqrt sin cos tan csc sec cot arcsin arccos arctan arccsc arcsec arccot sinh "
+    "cosh tanh arsinh arcosh artanh log ln lg exp lim int sum prod cdot times div le ge leq geq leqq geqq leqslant "
+    "geqslant neq left right to rightarrow Rightarrow longrightarrow Longrightarrow langle rangle lfloor rfloor lceil "
+    "rceil overline mathit infty quad qquad thinspace medspace thickspace negthinspace negmedspace negthickspace hfil "
+    "vbox vcenter vrule vskip vspace".split()
+)
+COMMAND_RE = re.compile(r"\\([a-zA-Z]+)")
+OPENERS, CLOSERS = "([{", ")]}"
+THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3})")
 
-    if "," in _outside_braces(text):
-        raise ValueError("a list is no LaTeX expression")
 
-    config = ConversionConfig(interpret_as_mixed_fractions=False, lowercase_symbols=False)
-    return latex2sympy(text, normalization_config=None, conversion_config=config)
-
-
-def _outside_braces(text: str) -> str:
-    """``text`` without its brace groups (innermost first)."""
-    while (shorter := BRACE_GROUP_RE.sub("", text)) != text:
-        text = shorter
+def _complete_prefix(text: str) -> str:
+    """What ``parse_latex`` reads of ``text``. Its lexer reads ``9,240`` as one number; its parser stops, without
+    error, before what cannot go on (a comma or a closing bracket outside brackets, a ``.`` that is no decimal
+    point, an empty ``{}``: ``1,3,9`` is 1, ``-1)+`` is -1, ``np.x`` is np) and fails on a comma inside brackets."""
+    text = THOUSANDS_RE.sub("", text)
+    depth = 0
+    for position, char in enumerate(text):
+        depth += (char in OPENERS) - (char in CLOSERS)
+        stop = (
+            depth < 0
+            or (char == "," and depth == 0)
+            or (char == "." and not text[position + 1 : position + 2].isdigit())
+        )
+        if stop or text.startswith("{}", position):
+            text = text[:position]
+            break
+    if "," in text:
+        raise ValueError("a comma inside brackets")
     return text
 
 
-PARSERS = (_latex2sympy, parse_expr)
+def _as_symbols(text: str) -> str:
+    """Every ``\\name`` that sympy's lexer does not know as ``\\text{name}``, a symbol to latex2sympy2_extended."""
+    return COMMAND_RE.sub(lambda m: m[0] if m[1] in SYMPY_COMMANDS else f"\\text{{{m[1]}}}", text)
+
+
+def _sympy_latex(text: str):
+    """A stand-in for sympy's ``parse_latex`` (which needs antlr4 4.11): latex2sympy2_extended on what
+    ``parse_latex`` would read, without normalisation, symbols keeping their case, ``2\\frac12`` a product, not a
+    mixed number; ``e`` and ``\\pi`` stay symbols, as ``parse_latex`` leaves them."""
+    from latex2sympy2_extended import latex2sympy
+    from latex2sympy2_extended.latex2sympy2 import ConversionConfig
+
+    config = ConversionConfig(interpret_as_mixed_fractions=False, lowercase_symbols=False)
+    result = latex2sympy(_as_symbols(_complete_prefix(text)), normalization_config=None, conversion_config=config)
+    return result.subs({E: Symbol("e"), pi: Symbol("pi")}) if isinstance(result, Basic) else result
+
+
+PARSERS = (_sympy_latex, parse_expr)
 
 
 def choice_clean(prediction: str) -> str:
