@@ -76,7 +76,7 @@ COMMANDS = {
             "eval",
             "dft/eval/__main__.py",
             _SAMPLE_KEYS + (("benchmarks", "a list, e.g. benchmarks=[math500,aime24]"),),
-            ("benchmarks", "prompt", "backend"),
+            ("benchmarks", "prompt", "backend", "grader"),
         ),  # fmt: skip
         HydraCommand(
             "dft.data.rft",
@@ -141,6 +141,10 @@ def _choices(kind: str) -> tuple[str, list[str]]:
         return "prompt", [f"{AUTO} (the model's preset's paper.eval_prompt; default)", *PROMPT_TEMPLATES]
     if kind == "backend":
         return "backend", ["hf", "vllm"]
+    if kind == "grader":
+        from dft.eval.graders import DEFAULT_GRADER, GRADERS
+
+        return "grader", [f"{name}{' (default)' if name == DEFAULT_GRADER else ''}" for name in GRADERS]
     if kind == "format":
         from dft.formats import FORMATS
 

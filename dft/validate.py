@@ -214,7 +214,7 @@ def sampling(config) -> list[str]:
     errors += number(config, "data_parallel", minimum=1, integer=True)
     errors += number(config, "gpus_per_replica", minimum=0)
     errors += number(config, "grading.workers", minimum=1, integer=True)
-    errors += number(config, "grading.timeout_s", minimum=0, above=True)
+    errors += number(config, "grading.timeout_s", minimum=0, above=True, optional=True)
     errors += number(config, "hf.batch_size", minimum=1, integer=True)
     if (_get(config, "sampling.top_p") or 0) > 1:
         errors.append(f"sampling.top_p={_get(config, 'sampling.top_p')} must be at most 1")
@@ -223,9 +223,10 @@ def sampling(config) -> list[str]:
 
 def evaluation(config) -> list[str]:
     from dft.eval.benchmarks import BENCHMARKS
+    from dft.eval.graders import GRADERS
     from dft.eval.prompts import AUTO, PROMPT_TEMPLATES
 
-    errors = sampling(config) + choice(config, "prompt", [AUTO, *PROMPT_TEMPLATES])
+    errors = sampling(config) + choice(config, "prompt", [AUTO, *PROMPT_TEMPLATES]) + choice(config, "grader", GRADERS)
     errors += choice(config, "benchmarks", list(BENCHMARKS)) + choice(config, "source", ["local", "hub"])
     if not _get(config, "benchmarks"):
         errors.append(f"benchmarks is empty: name at least one of {', '.join(BENCHMARKS)}")

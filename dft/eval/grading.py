@@ -34,10 +34,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from dft.eval.answers import extract_answer
+from dft.eval.graders import GRADERS
 from dft.eval.judge import as_math, judge  # noqa: F401 (as_math: re-exported)
 
-DEFAULT_TIMEOUT_S = 5.0
-GRADERS = {"ours": DEFAULT_TIMEOUT_S, "paper": 3.0}  # grader name -> its default seconds per answer
+DEFAULT_TIMEOUT_S = GRADERS["ours"]
 STARTUP_TIMEOUT_S = 120.0  # a worker's first import of sympy can take seconds on a loaded machine
 INTEGRAL_FLOAT_RE = re.compile(r"^(-?\d+)\.0*$")
 
