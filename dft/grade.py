@@ -9,7 +9,8 @@ before any grading, naming the file and line.
 
 ``--grader paper`` gives the DFT paper's harness's verdicts (docs/grading.md); its rules depend on the benchmark:
 a line's ``benchmark`` field, else the file's name (``minerva_math.jsonl``, as ``dft.eval`` writes them), else
-none (MATH's rules). Only the verdict fields change; ``grader`` records which grader wrote them.
+none (MATH's rules). Only the verdict fields change; ``grader: paper`` marks the paper's (a line without one is
+ours).
 """
 
 import argparse
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from dft.cli import DefaultsHelpFormatter
 from dft.eval.benchmarks import BENCHMARKS
+from dft.eval.graders import DEFAULT_GRADER
 from dft.eval.grading import GRADERS, Grader, Verdict
 from dft.io import write_text_atomic
 from dft.problems import read_jsonl
@@ -70,7 +72,8 @@ def regrade(path: Path, out: Path, timeout_s: float | None, workers: int, grader
         verdicts = grader.grade_many(pairs, progress=bar.update)
     for row, verdict in zip(rows, verdicts):
         row.update(correct=verdict.correct, extracted=verdict.extracted, extracted_by=verdict.rule, error=verdict.error)
-        row["grader"] = grader_name
+        if grader_name != DEFAULT_GRADER:  # a row without one is ours, as before the choice existed
+            row["grader"] = grader_name
     write_rows(out, rows)
     return summary(verdicts)
 

@@ -197,3 +197,26 @@ def test_tables_refuse_two_graders_and_say_which_they_show():
         build_table("table1", runs, where=where)
     runs["Qwen2.5-Math-1.5B/DFT"] = summary("paper")
     assert "mean_acc %, graded by paper" in build_table("table1", runs, metric="mean_acc").splitlines()[0]
+
+
+def test_a_run_regraded_by_the_other_grader_gets_its_own_summary(tmp_path):
+    from dft.eval.regrade import regrade_run
+
+    rows = [{"id": f"p{i}", "sample": s, "gold": "4.5e33", "response": B % "4.5 \\times 10^{33}", "finish": "stop",
+             "stop": None, "extracted": "x", "extracted_by": "boxed", "correct": True, "error": None}
+            for i in range(2) for s in range(2)]  # fmt: skip
+    (tmp_path / "minerva_math.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    original = {"grader": "ours", "model": "m", "commit": "c", "average": {},
+                "benchmarks": {"minerva_math": {"problems": 2, "samples_per_problem": 2, "avg@2": 1.0,
+                                                "prompts_cut_by_context": 0}}}  # fmt: skip
+    (tmp_path / "summary.json").write_text(json.dumps(original))
+    summary = regrade_run(tmp_path, tmp_path / "regraded-paper", "paper", 1)
+    metrics = summary["benchmarks"]["minerva_math"]
+    assert (summary["grader"], summary["model"], summary["regraded_from"]) == ("paper", "m", str(tmp_path))
+    assert (metrics["avg@2"], metrics["mean_acc"], metrics["problems"], metrics["prompts_cut_by_context"]) == (
+        0,
+        0,
+        2,
+        0,
+    )
+    assert json.loads((tmp_path / "summary.json").read_text()) == original  # the original is left alone
