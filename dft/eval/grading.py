@@ -186,7 +186,7 @@ class Grader:
         (``tqdm.update`` fits); a response without an answer is wrong without a trip to a worker."""
         pairs = list(pairs)
         extracted, golds = self._extract(pairs)
-        todo = [i for i, (answer, _) in enumerate(extracted) if answer]
+        todo = [i for i, (answer, _) in enumerate(extracted) if answer is not None]
         if progress and len(todo) < len(pairs):
             progress(len(pairs) - len(todo))
         jobs = [(extracted[i][0], golds[i]) for i in todo]

@@ -253,9 +253,10 @@ def symbolic_equal(a_text: str, b_text: str) -> bool:
 
 def paper_job(response: str, gold, benchmark: str | None = None) -> tuple[str | None, str, str]:
     """(prediction, extraction rule, gold) as the harness compares them; the prediction is None when empty (no
-    answer: wrong, as ``math_equal`` judges an empty prediction)."""
+    answer: wrong, as ``math_equal`` judges an empty prediction), unless the gold is empty too (equal to it)."""
     prediction, rule = extract_answer(response, benchmark)
-    return prediction or None, rule, gold_answer(str(gold), benchmark)
+    gold = gold_answer(str(gold), benchmark)
+    return prediction if prediction or not gold else None, rule, gold
 
 
 def judge_paper(prediction: str, gold: str) -> tuple[bool, None]:
