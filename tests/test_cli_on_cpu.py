@@ -12,8 +12,9 @@ from conftest import REPO
 
 HYDRA_COMMANDS = ["dft.train", "dft.train_ray", "dft.ref_logprobs", "dft.eval", "dft.data.rft"]
 FILE_TOOLS = ["dft.ablations", "dft.checkpoints", "dft.figures", "dft.grade", "dft.presets", "dft.quickstart",
-              "dft.recipes", "dft.tables", "dft.tiny", "dft.model_cards", "dft.eval.prompts", "dft.data.numina",
-              "dft.data.math", "dft.data.gsm8k", "dft.data.cft", "dft.data.rl", "dft.cli"]  # fmt: skip
+              "dft.recipes", "dft.tables", "dft.tiny", "dft.model_cards", "dft.eval.prompts", "dft.eval.regrade",
+              "dft.data.numina", "dft.data.math", "dft.data.gsm8k", "dft.data.cft", "dft.data.rl",
+              "dft.cli"]  # fmt: skip
 
 
 def run(module, *args, env=None, timeout=120):
