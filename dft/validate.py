@@ -204,8 +204,10 @@ def training(config, scoring: bool = False) -> list[str]:
 
 
 def sampling(config) -> list[str]:
-    """What ``dft.eval`` and ``dft.data.rft`` share: sampling, backend, limits."""
-    errors = number(config, "sampling.n", minimum=1, integer=True)
+    """What ``dft.eval`` and ``dft.data.rft`` share: sampling, backend, limits, grader."""
+    from dft.eval.graders import GRADERS
+
+    errors = number(config, "sampling.n", minimum=1, integer=True) + choice(config, "grader", GRADERS)
     errors += number(config, "sampling.temperature", minimum=0)
     errors += number(config, "sampling.top_p", minimum=0, above=True)
     errors += number(config, "sampling.max_new_tokens", minimum=1, integer=True)
@@ -223,10 +225,9 @@ def sampling(config) -> list[str]:
 
 def evaluation(config) -> list[str]:
     from dft.eval.benchmarks import BENCHMARKS
-    from dft.eval.graders import GRADERS
     from dft.eval.prompts import AUTO, PROMPT_TEMPLATES
 
-    errors = sampling(config) + choice(config, "prompt", [AUTO, *PROMPT_TEMPLATES]) + choice(config, "grader", GRADERS)
+    errors = sampling(config) + choice(config, "prompt", [AUTO, *PROMPT_TEMPLATES])
     errors += choice(config, "benchmarks", list(BENCHMARKS)) + choice(config, "source", ["local", "hub"])
     if not _get(config, "benchmarks"):
         errors.append(f"benchmarks is empty: name at least one of {', '.join(BENCHMARKS)}")
