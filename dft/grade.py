@@ -8,9 +8,9 @@ e.g. ``graded 1234: 812 correct, 3 errors (2 timeout)``. A line that is not JSON
 before any grading, naming the file and line.
 
 ``--grader paper`` gives the DFT paper's harness's verdicts (docs/grading.md); its rules depend on the benchmark:
-a line's ``benchmark`` field, else the file's name (``minerva_math.jsonl``, as ``dft.eval`` writes them), else
-none (MATH's rules). Only the verdict fields change; ``grader: paper`` marks the paper's (a line without one is
-ours).
+a line's ``benchmark`` field, else ``--benchmark``, else the file's name (``minerva_math.jsonl``, as ``dft.eval``
+writes them), else none (MATH's rules). Only the verdict fields change; ``grader: paper`` marks the paper's (a
+line without one is ours).
 """
 
 import argparse
@@ -63,10 +63,11 @@ def summary(verdicts: list[Verdict]) -> str:
     return f"graded {len(verdicts)}: {correct} correct, {len(errors)} errors ({timeouts} timeout)"
 
 
-def regrade(path: Path, out: Path, timeout_s: float | None, workers: int, grader_name: str = "ours") -> str:
+def regrade(path: Path, out: Path, timeout_s: float | None, workers: int, grader_name: str = "ours",
+            benchmark: str | None = None) -> str:  # fmt: skip
     """Grade every line of ``path`` into ``out`` with the named grader; return the summary line."""
     rows = read_graded_rows(path)
-    benchmark = path.stem if path.stem in BENCHMARKS else None
+    benchmark = benchmark or (path.stem if path.stem in BENCHMARKS else None)
     pairs = [(row["response"], row["gold"], row.get("benchmark", benchmark)) for row in rows]
     with Grader(workers, timeout_s, grader_name) as grader, tqdm(total=len(pairs), unit="response") as bar:
         verdicts = grader.grade_many(pairs, progress=bar.update)
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in-place", action="store_true", help="rewrite FILE itself instead of writing --out")
     parser.add_argument("--grader", choices=list(GRADERS), default="ours",
                         help="ours (math-verify) or paper (the DFT paper's Qwen2.5-Math harness)")  # fmt: skip
+    parser.add_argument("--benchmark", choices=list(BENCHMARKS),
+                        help="for lines without a benchmark field (default: the file's name, if one)")  # fmt: skip
     parser.add_argument("--timeout", type=float, help="seconds per response (default: the grader's, ours 5, paper 3)")
     parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)),
                         help="grading processes")  # fmt: skip
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--in-place and --out exclude each other")
     out = args.file if args.in_place else args.out or args.file.with_name(f"{args.file.stem}.graded.jsonl")
     try:
-        print(regrade(args.file, out, args.timeout, args.workers, args.grader))
+        print(regrade(args.file, out, args.timeout, args.workers, args.grader, args.benchmark))
     except (OSError, ValueError) as exc:
         sys.exit(f"error: {exc}")
 
