@@ -45,7 +45,7 @@ INTEGRAL_FLOAT_RE = re.compile(r"^(-?\d+)\.0*$")
 @dataclass(frozen=True)
 class Verdict:
     """One graded response: ``correct``; the extracted answer (None: no answer); why grading failed, if it did;
-    the extraction rule that found the answer (``dft.eval.answers.RULES``)."""
+    the extraction rule that found the answer (``dft.eval.answers.RULES``; the paper's: ``paper_parser.raw_answer``)."""
 
     correct: bool
     extracted: str | None
