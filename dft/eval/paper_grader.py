@@ -18,7 +18,7 @@ repository), written from reading it; the answers come cleaned by ``dft.eval.pap
 The harness pins sympy 1.12, antlr4 4.11.1 and a bundled latex2sympy2; with our one install (sympy 1.14, antlr4
 4.9.x for Hydra) sympy's ``parse_latex`` cannot load, so ``latex2sympy2_extended`` (installed by math-verify, built
 for several antlr versions) stands in for both LaTeX parsers; docs/grading.md gives what that costs in agreement.
-The harness's 3 s limit per answer is the Grader's deadline (``DEFAULT_TIMEOUT_S``); it never reports an error.
+The harness's 3 s limit per answer is the Grader's deadline (``dft.eval.graders.GRADERS``); it reports no errors.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from sympy.parsing.sympy_parser import parse_expr
 
 from dft.eval.paper_parser import extract_answer, gold_answer
 
-DEFAULT_TIMEOUT_S = 3.0
 CHOICES = ("A", "B", "C", "D", "E")
 MATRIX_BEGINS = ("\\begin{pmatrix}", "\\begin{bmatrix}")
 MATRIX_ENDS = ("\\end{pmatrix}", "\\end{bmatrix}")
