@@ -15,6 +15,10 @@ EVAL_BACKEND=${EVAL_BACKEND:-vllm}
 EVAL_GPUS=${EVAL_GPUS:-$NPROC_PER_NODE}
 # the paper's evaluation: avg@16, temperature 1.0, 4096 new tokens (configs/eval.yaml); fewer for a quick look
 EVAL_SAMPLES=${EVAL_SAMPLES:-16}
+# the grader of every evaluation: paper (the paper's Qwen2.5-Math harness, as its tables were graded) or ours
+# (math-verify); the other one regrades the same responses into OUT/regraded-<other>/ (docs/grading.md)
+GRADER=${GRADER:-paper}
+OTHER_GRADER=$([ "$GRADER" = paper ] && echo ours || echo paper)
 # figures: pdf or svg (vector) or png (300 dpi)
 FIGURE_FORMAT=${FIGURE_FORMAT:-pdf}
 # NuminaMath-CoT training examples (paper: 100,000)
@@ -41,14 +45,25 @@ score() {
   COMMAND=ref_logprobs bash scripts/train.sh ref.output="$output" "$@"
 }
 
-# evaluate MODEL OUT_DIR [OVERRIDES...]: the paper's protocol on its five benchmarks (dft eval); MODEL is a hub id,
-# a Hugging Face folder or a verl checkpoint folder (its latest step).
+# evaluate MODEL OUT_DIR [OVERRIDES...]: the paper's protocol on its five benchmarks (dft eval), graded by $GRADER,
+# then regraded by the other grader (dft regrade); MODEL is a hub id, a Hugging Face folder or a verl
+# checkpoint folder (its latest step).
 evaluate() {
   local model=$1 out=$2; shift 2
   local gpus=(data_parallel="$EVAL_GPUS" gpus_per_replica=1)
   [ "$EVAL_BACKEND" = hf ] && gpus=(data_parallel=1 gpus_per_replica=0)
   run python -m dft eval model="$model" out="$out" backend="$EVAL_BACKEND" "${gpus[@]}" \
-    sampling.n="$EVAL_SAMPLES" "$@"
+    sampling.n="$EVAL_SAMPLES" grader="$GRADER" "$@"
+  run python -m dft regrade "$out" --grader "$OTHER_GRADER"
+}
+
+# tables TABLE --run MODEL/METHOD=DIR/summary.json...: the table of $GRADER's numbers ($RUNS/TABLE.md) and, beside
+# it, the same responses graded by the other grader ($RUNS/TABLE.<other>.md).
+tables() {
+  local table=$1; shift
+  run python -m dft tables "$table" "$@" --out "$RUNS/$table.md"
+  run python -m dft tables "$table" "${@/%summary.json/regraded-$OTHER_GRADER/summary.json}" \
+    --out "$RUNS/$table.$OTHER_GRADER.md"
 }
 
 # The paper's rows train with setting=paper (configs/setting/paper.yaml: the official normalisation, data format,

@@ -26,6 +26,7 @@ COMMANDS = {
     "data rl": "dft.rl.rl_data:main",
     "data rft": "dft.rl.rft:main",
     "grade": "dft.eval.grade_file:main",
+    "regrade": "dft.eval.regrade:main",
     "prompts": "dft.models.prompts:main",
     "presets": "dft.models.presets:main",
     "model_cards": "dft.models.cards:main",

@@ -71,7 +71,7 @@ HYDRA_COMMANDS = {
             "eval",
             "eval",
             _SAMPLE_KEYS + (("benchmarks", "a list, e.g. benchmarks=[math500,aime24]"),),
-            ("benchmarks", "prompt", "backend"),
+            ("benchmarks", "prompt", "backend", "grader"),
         ),  # fmt: skip
         HydraCommand(
             "data rft",
@@ -130,6 +130,10 @@ def _choices(kind: str) -> tuple[str, list[str]]:
         from dft.eval.backends import BACKENDS
 
         return "backend", list(BACKENDS)
+    if kind == "grader":
+        from dft.eval.graders import DEFAULT_GRADER, GRADERS
+
+        return "grader", [f"{name}{' (default)' if name == DEFAULT_GRADER else ''}" for name in GRADERS]
     if kind == "format":
         from dft.data.training_format import FORMATS
 

@@ -205,10 +205,11 @@ def training(config, scoring: bool = False) -> list[str]:
 
 
 def sampling(config) -> list[str]:
-    """What ``dft eval`` and ``dft data rft`` share: sampling, backend, limits."""
+    """What ``dft eval`` and ``dft data rft`` share: sampling, backend, limits, grader."""
     from dft.eval.backends import BACKENDS
+    from dft.eval.graders import GRADERS
 
-    errors = number(config, "sampling.n", minimum=1, integer=True)
+    errors = number(config, "sampling.n", minimum=1, integer=True) + choice(config, "grader", GRADERS)
     errors += number(config, "sampling.temperature", minimum=0)
     errors += number(config, "sampling.top_p", minimum=0, above=True)
     errors += number(config, "sampling.max_new_tokens", minimum=1, integer=True)
@@ -217,7 +218,7 @@ def sampling(config) -> list[str]:
     errors += number(config, "data_parallel", minimum=1, integer=True)
     errors += number(config, "gpus_per_replica", minimum=0)
     errors += number(config, "grading.workers", minimum=1, integer=True)
-    errors += number(config, "grading.timeout_s", minimum=0, above=True)
+    errors += number(config, "grading.timeout_s", minimum=0, above=True, optional=True)
     errors += number(config, "hf.batch_size", minimum=1, integer=True)
     if (_get(config, "sampling.top_p") or 0) > 1:
         errors.append(f"sampling.top_p={_get(config, 'sampling.top_p')} must be at most 1")

@@ -20,12 +20,20 @@ DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n")
 
 
+def _closing(text: str, end: str, start: int) -> int:
+    """Where ``end`` closes a math span opened before ``start``; an escaped dollar (``$\\$18.90$``) closes none."""
+    close = text.find(end, start)
+    while end.startswith("$") and close > 0 and text[close - 1] == "\\":
+        close = text.find(end, close + 1)
+    return close
+
+
 def _after_phrase(rest: str) -> str | None:
     """The answer written right after "the answer is": a ``$...$``-like math span, else the rest of the sentence."""
     rest = rest.lstrip(" :")
     for start, end in DELIMITERS:
         if rest.startswith(start):
-            close = rest.find(end, len(start))
+            close = _closing(rest, end, len(start))
             if close > 0:
                 return rest[len(start) : close].strip() or None
     end = SENTENCE_END_RE.search(rest)

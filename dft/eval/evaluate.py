@@ -8,6 +8,7 @@ is checked before the model loads.
 """
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import hydra
@@ -18,6 +19,7 @@ from dft.core.paths import CONFIGS
 from dft.eval.backends import SamplingParams, make_backend
 from dft.eval.benchmarks import benchmark_names, load_benchmark
 from dft.eval.fingerprint import claim, default_output_dir, local_model_dir, make_fingerprint, problems_digest
+from dft.eval.graders import DEFAULT_GRADER
 from dft.eval.grading import Grader
 from dft.eval.runner import run_benchmark, summarize, summary_line, write_summary
 from dft.models.checkpoints import resolve_model
@@ -57,12 +59,19 @@ def prepare(cfg):
         cfg.model, model_dir, template, build_prompt(template, "{problem}", fmt.tokenizer), params, fmt.describe(),
         cfg.backend, section.get("dtype", ""), {name: problems_digest(full) for name, (full, _) in problems.items()},
     )  # fmt: skip
+    if cfg.grader != DEFAULT_GRADER:  # verdicts of two graders never share a folder; older folders keep their digest
+        fingerprint["grader"] = cfg.grader
     out_dir = Path(cfg.out) if cfg.out else default_output_dir(cfg.model)
     claim(out_dir, fingerprint)
-    run_info = {"model": cfg.model, "backend": cfg.backend, "prompt_template": template,
+    run_info = {"model": cfg.model, "backend": cfg.backend, "prompt_template": template, "grader": cfg.grader,
                 "sampling": OmegaConf.to_container(cfg.sampling), **fmt.describe(), "fingerprint": fingerprint,
                 "config": OmegaConf.to_container(cfg)}  # fmt: skip
     return out_dir, params, fmt, prompts, run_info
+
+
+def grade_benchmark(grader: Grader, benchmark: str, pairs: list) -> list:
+    """``grader.grade_many`` with the benchmark named (the paper's grader's rules depend on it)."""
+    return grader.grade_many([(response, gold, benchmark) for response, gold in pairs])
 
 
 def evaluate(cfg) -> dict:
@@ -71,11 +80,12 @@ def evaluate(cfg) -> dict:
     backend = make_backend(cfg.backend, cfg.model, fmt.context, cfg.data_parallel, cfg.gpus_per_replica,
                            **backend_section(cfg))  # fmt: skip
     results = {}
-    with Grader(workers=cfg.grading.workers, timeout_s=cfg.grading.timeout_s) as grader:
+    with Grader(cfg.grading.workers, cfg.grading.timeout_s, cfg.grader) as grader:
         for name, items in prompts.items():
             with tqdm(total=len(items) * params.n, desc=name, unit="sample") as bar:
                 rows = run_benchmark(items, out_dir / f"{name}.jsonl", backend.generate, params, fmt.stops,
-                                     grader.grade_many, chunk_size=cfg.chunk_size, on_samples=bar.update)  # fmt: skip
+                                     partial(grade_benchmark, grader, name), chunk_size=cfg.chunk_size,
+                                     on_samples=bar.update)  # fmt: skip
             results[name] = summarize(items, rows, params, grader.equivalent)
     return write_summary(out_dir, run_info, results)
 

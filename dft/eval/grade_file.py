@@ -1,4 +1,4 @@
-"""Re-grade saved responses: ``python -m dft grade FILE.jsonl [--out OUT.jsonl | --in-place] [--workers N]``.
+"""Re-grade saved responses: ``python -m dft grade FILE.jsonl [--grader ours|paper] [--out OUT.jsonl | --in-place]``.
 
 Every line must be a JSON object with ``response`` and ``gold`` fields (other fields are kept as they are). Each
 line is written back with ``correct``, ``extracted``, ``extracted_by`` (the extraction rule) and ``error`` set by
@@ -6,6 +6,11 @@ line is written back with ``correct``, ``extracted``, ``extracted_by`` (the extr
 ``--in-place`` asks for it, which rewrites it atomically, once every line is graded). Prints one summary line,
 e.g. ``graded 1234: 812 correct, 3 errors (2 timeout)``. A line that is not JSON or lacks a field stops the run
 before any grading, naming the file and line.
+
+``--grader paper`` gives the DFT paper's harness's verdicts (docs/grading.md); its rules depend on the benchmark:
+a line's ``benchmark`` field, else ``--benchmark``, else the file's name (``minerva_math.jsonl``, as ``dft.eval``
+writes them), else none (MATH's rules). Only the verdict fields change; ``grader: paper`` marks the paper's (a
+line without one is ours).
 """
 
 import argparse
@@ -19,7 +24,9 @@ from tqdm import tqdm
 from dft.core.args import DefaultsHelpFormatter
 from dft.core.io import write_text_atomic
 from dft.data.problems import read_jsonl
-from dft.eval.grading import DEFAULT_TIMEOUT_S, Grader, Verdict
+from dft.eval.benchmarks import BENCHMARKS
+from dft.eval.graders import DEFAULT_GRADER
+from dft.eval.grading import GRADERS, Grader, Verdict
 
 REQUIRED = ("response", "gold")
 
@@ -56,14 +63,18 @@ def summary(verdicts: list[Verdict]) -> str:
     return f"graded {len(verdicts)}: {correct} correct, {len(errors)} errors ({timeouts} timeout)"
 
 
-def regrade(path: Path, out: Path, timeout_s: float, workers: int) -> str:
-    """Grade every line of ``path`` into ``out``; return the summary line."""
+def regrade(path: Path, out: Path, timeout_s: float | None, workers: int, grader_name: str = "ours",
+            benchmark: str | None = None) -> str:  # fmt: skip
+    """Grade every line of ``path`` into ``out`` with the named grader; return the summary line."""
     rows = read_graded_rows(path)
-    pairs = [(row["response"], row["gold"]) for row in rows]
-    with Grader(workers=workers, timeout_s=timeout_s) as grader, tqdm(total=len(pairs), unit="response") as bar:
+    benchmark = benchmark or (path.stem if path.stem in BENCHMARKS else None)
+    pairs = [(row["response"], row["gold"], row.get("benchmark", benchmark)) for row in rows]
+    with Grader(workers, timeout_s, grader_name) as grader, tqdm(total=len(pairs), unit="response") as bar:
         verdicts = grader.grade_many(pairs, progress=bar.update)
     for row, verdict in zip(rows, verdicts):
         row.update(correct=verdict.correct, extracted=verdict.extracted, extracted_by=verdict.rule, error=verdict.error)
+        if grader_name != DEFAULT_GRADER:  # a row without one is ours, as before the choice existed
+            row["grader"] = grader_name
     write_rows(out, rows)
     return summary(verdicts)
 
@@ -77,7 +88,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("file", type=Path, help="JSONL with response and gold fields")
     parser.add_argument("--out", type=Path, help="where to write the graded lines (default: FILE.graded.jsonl)")
     parser.add_argument("--in-place", action="store_true", help="rewrite FILE itself instead of writing --out")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="seconds per response")
+    parser.add_argument("--grader", choices=list(GRADERS), default="ours",
+                        help="ours (math-verify) or paper (the DFT paper's Qwen2.5-Math harness)")  # fmt: skip
+    parser.add_argument("--benchmark", choices=list(BENCHMARKS),
+                        help="for lines without a benchmark field (default: the file's name, if one)")  # fmt: skip
+    parser.add_argument("--timeout", type=float, help="seconds per response (default: the grader's, ours 5, paper 3)")
     parser.add_argument("--workers", type=int, default=max(1, min(8, (os.cpu_count() or 2) - 1)),
                         help="grading processes")  # fmt: skip
     args = parser.parse_args(argv)
@@ -85,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--in-place and --out exclude each other")
     out = args.file if args.in_place else args.out or args.file.with_name(f"{args.file.stem}.graded.jsonl")
     try:
-        print(regrade(args.file, out, args.timeout, args.workers))
+        print(regrade(args.file, out, args.timeout, args.workers, args.grader, args.benchmark))
     except (OSError, ValueError) as exc:
         sys.exit(f"error: {exc}")
 

@@ -9,6 +9,8 @@ in the main thread, in other threads and in Ray actors, and must never hang or s
 - math-verify's own timeout uses ``signal.alarm``, which raises outside the main thread (its wrappers then
   return 0). Here judging runs in worker processes with math-verify's timeouts off; the parent gives each
   pair a hard deadline, kills a worker that overruns it, starts a new one and reports ``error="timeout"``.
+- ``Grader(grader="paper")`` gives the DFT paper's harness's verdicts instead (``dft.eval.paper_grader``: its
+  extraction, normalisation and ``math_equal``, 3 s per answer); ``GRADERS`` names both; docs/grading.md.
 - ``Verdict.error`` says grading itself failed (timeout, worker death, an exception from parse/verify, a gold
   that does not parse); ``correct`` is then False, but the pair is not a plain wrong answer.
 """
@@ -32,9 +34,10 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from dft.eval.answers import extract_answer
+from dft.eval.graders import GRADERS
 from dft.eval.judge import as_math, judge  # noqa: F401 (as_math: re-exported)
 
-DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_TIMEOUT_S = GRADERS["ours"]
 STARTUP_TIMEOUT_S = 120.0  # a worker's first import of sympy can take seconds on a loaded machine
 INTEGRAL_FLOAT_RE = re.compile(r"^(-?\d+)\.0*$")
 
@@ -42,7 +45,7 @@ INTEGRAL_FLOAT_RE = re.compile(r"^(-?\d+)\.0*$")
 @dataclass(frozen=True)
 class Verdict:
     """One graded response: ``correct``; the extracted answer (None: no answer); why grading failed, if it did;
-    the extraction rule that found the answer (``dft.eval.answers.RULES``)."""
+    the extraction rule that found the answer (``dft.eval.answers.RULES``; the paper's: ``paper_parser.raw_answer``)."""
 
     correct: bool
     extracted: str | None
@@ -58,9 +61,19 @@ def normalize_gold(gold: str | int | float) -> str:
     return INTEGRAL_FLOAT_RE.sub(r"\1", text)
 
 
-def _serve(fd: int) -> None:
-    """Worker process: answer (answer, gold) jobs on the connection ``fd`` with ``judge`` until told to stop (None)
-    or the parent goes away."""
+def _judge_of(grader: str) -> Callable:
+    """The worker's equality function for a grader name."""
+    if grader == "paper":
+        from dft.eval.paper_grader import judge_paper
+
+        return judge_paper
+    return judge
+
+
+def _serve(fd: int, grader: str = "ours") -> None:
+    """Worker process: answer (answer, gold) jobs on the connection ``fd`` with the grader's equality (``judge``
+    for ours) until told to stop (None) or the parent goes away."""
+    equal = _judge_of(grader)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which kills the workers
     logging.getLogger("math_verify").setLevel(logging.ERROR)  # silences "Timeout is disabled": the pool times out
     conn = Connection(fd)
@@ -70,7 +83,7 @@ def _serve(fd: int) -> None:
             job = conn.recv()
             if job is None:
                 return
-            conn.send(judge(*job))
+            conn.send(equal(*job))
         except (EOFError, OSError):  # the parent went away
             return
 
@@ -84,12 +97,12 @@ class _Worker:
     (about a second), paid at start-up and after a timeout, while the other workers go on.
     """
 
-    def __init__(self):
+    def __init__(self, grader: str = "ours"):
         self.conn, child = Pipe()
         self.ready, self.dead, self.started = False, False, time.monotonic()
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-        command = f"from dft.eval.grading import _serve; _serve({child.fileno()})"
+        command = f"from dft.eval.grading import _serve; _serve({child.fileno()}, {grader!r})"
         self.proc = subprocess.Popen(
             [sys.executable, "-c", command], pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, env=env
         )
@@ -134,13 +147,17 @@ class Grader:
 
     Each worker takes one pair at a time, so a worker past its deadline is killed and replaced without losing any
     other pair. The deadline counts from the moment a worker receives the pair, never from queueing. Workers start
-    on first use. One ``grade_many`` runs at a time per Grader (calls from several threads take turns).
+    on first use. One ``grade_many`` runs at a time per Grader (calls from several threads take turns). ``grader``:
+    ``ours`` or ``paper`` (``GRADERS``); ``timeout_s`` None is the grader's default.
     """
 
-    def __init__(self, workers: int = 1, timeout_s: float = DEFAULT_TIMEOUT_S):
+    def __init__(self, workers: int = 1, timeout_s: float | None = None, grader: str = "ours"):
+        if grader not in GRADERS:
+            raise ValueError(f"grader: unknown {grader!r}; valid: {', '.join(GRADERS)}")
+        timeout_s = GRADERS[grader] if timeout_s is None else timeout_s
         if workers < 1 or timeout_s <= 0:
             raise ValueError(f"need workers >= 1 and timeout_s > 0, got {workers} and {timeout_s}")
-        self.workers, self.timeout_s = workers, timeout_s
+        self.workers, self.timeout_s, self.grader = workers, timeout_s, grader
         self.pid = os.getpid()
         self._pool: list[_Worker] = []
         self._lock = threading.Lock()
@@ -164,19 +181,32 @@ class Grader:
         timeout_s: float | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> list[Verdict]:
-        """One Verdict per (response, gold), in order. ``progress(n)`` is told of every n newly graded pairs
+        """One Verdict per (response, gold) or (response, gold, benchmark), in order (the benchmark matters to the
+        paper's grader only: ``dft.eval.paper_parser``). ``progress(n)`` is told of every n newly graded pairs
         (``tqdm.update`` fits); a response without an answer is wrong without a trip to a worker."""
         pairs = list(pairs)
-        extracted = [extract_answer(response) for response, _ in pairs]
-        todo = [i for i, (answer, _) in enumerate(extracted) if answer]
+        extracted, golds = self._extract(pairs)
+        todo = [i for i, (answer, _) in enumerate(extracted) if answer is not None]
         if progress and len(todo) < len(pairs):
             progress(len(pairs) - len(todo))
-        jobs = [(extracted[i][0], normalize_gold(pairs[i][1])) for i in todo]
+        jobs = [(extracted[i][0], golds[i]) for i in todo]
         outcomes = self.judge_many(jobs, timeout_s, progress)
         verdicts = [Verdict(False, None) for _ in pairs]
         for i, (correct, error) in zip(todo, outcomes):
             verdicts[i] = Verdict(correct, extracted[i][0], error, extracted[i][1])
         return verdicts
+
+    def _extract(self, pairs: list) -> tuple[list[tuple[str | None, str | None]], list[str]]:
+        """(answer, rule) per pair and the golds as the grader compares them."""
+        if self.grader == "paper":
+            from dft.eval.paper_grader import paper_job
+
+            jobs = [paper_job(response, normalize_gold(gold), *rest) for response, gold, *rest in pairs]
+            return [(answer, rule) for answer, rule, _ in jobs], [gold for _, _, gold in jobs]
+        extracted = [extract_answer(response) for response, *_ in pairs]
+        return extracted, [
+            normalize_gold(gold) if answer else "" for (answer, _), (_, gold, *_) in zip(extracted, pairs)
+        ]
 
     def equivalent(self, a: str, b: str, timeout_s: float | None = None) -> bool:
         """Whether two extracted answers are the same (``a`` plays the gold); a failed comparison says no."""
@@ -202,11 +232,11 @@ class Grader:
         if self.pid != os.getpid():
             raise RuntimeError("a Grader cannot be used in a process forked after it was made; make a new one")
         if not self._pool:
-            self._pool = [_Worker() for _ in range(self.workers)]
+            self._pool = [_Worker(self.grader) for _ in range(self.workers)]
 
     def _replace(self, slot: int) -> None:
         self._pool[slot].kill()
-        self._pool[slot] = _Worker()
+        self._pool[slot] = _Worker(self.grader)
 
     def _dispatch(self, jobs, timeout_s, progress) -> list[tuple[bool, str | None]]:
         """Keep every worker busy; collect answers as they come; kill and replace workers past their deadline."""

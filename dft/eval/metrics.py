@@ -3,6 +3,9 @@
 - avg@k: mean accuracy over all samples of all problems; the number the DFT paper reports (avg@16).
 - pass@k: probability that at least one of k samples drawn without replacement from the n generated is
   correct, with the unbiased estimator of Chen et al. 2021 (Codex): ``1 - C(n - c, k) / C(n, k)``.
+- mean_acc: what the DFT paper's harness (its ``evaluate.py``) reports: the accuracy of each sample column
+  (sample i of every problem) in percent rounded to 0.1, then their mean; as a fraction here, like the others.
+  It differs from avg@k by at most 0.05 points (the rounding).
 - maj@k: the majority answer among the first k samples is correct. Answers are grouped by mathematical
   equivalence (an ``equivalent(a, b)`` callable, math-verify in the harness), not by string.
 """
@@ -15,6 +18,19 @@ def avg_at_k(correct: Sequence[Sequence[bool]]) -> float:
     """Mean of every sample's correctness, over all problems."""
     flat = [c for samples in correct for c in samples]
     return sum(flat) / len(flat) if flat else 0.0
+
+
+def mean_acc(correct: Sequence[Sequence[bool]]) -> float:
+    """The harness's ``mean_acc`` / 100: per-column accuracy in percent rounded to 0.1 by numpy (as it does), mean
+    over columns. Problems with fewer samples are padded with their last verdict, as the harness pads them."""
+    import numpy as np
+
+    width = max((len(s) for s in correct), default=0)
+    if not width:
+        return 0.0
+    padded = [list(s) + [s[-1]] * (width - len(s)) if s else [False] * width for s in correct]
+    columns = np.round(np.array(padded, dtype=float).mean(axis=0) * 100, decimals=1)
+    return float(np.mean(columns)) / 100
 
 
 def pass_at_k_unbiased(n: int, c: int, k: int) -> float:

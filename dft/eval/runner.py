@@ -17,7 +17,7 @@ from typing import Callable
 
 from dft.core.io import write_json_atomic
 from dft.eval.backends import LENGTH, Request, SamplingParams
-from dft.eval.metrics import avg_at_k, maj_at_k, pass_at_k
+from dft.eval.metrics import avg_at_k, maj_at_k, mean_acc, pass_at_k
 from dft.eval.store import append_rows, load_rows
 
 
@@ -92,6 +92,7 @@ def summarize(prompts, rows: dict, params: SamplingParams, equivalent: Callable[
         "problems": len(prompts),
         "samples_per_problem": n,
         f"avg@{n}": avg_at_k(correct),
+        "mean_acc": mean_acc(correct),
         "pass@1": pass_at_k(correct, 1),
         f"pass@{n}": pass_at_k(correct, n),
         f"maj@{n}": maj_at_k(answers, correct, n, equivalent),
@@ -122,7 +123,7 @@ def git_commit() -> str:
 def write_summary(out_dir: Path, run_info: dict, per_benchmark: dict) -> dict:
     """``summary.json``: what produced the numbers, then the numbers, with the mean over benchmarks."""
     keys = set.intersection(*(set(m) for m in per_benchmark.values())) if per_benchmark else set()
-    metric_keys = sorted(k for k in keys if "@" in k)
+    metric_keys = sorted(k for k in keys if "@" in k or k == "mean_acc")
     average = {k: sum(m[k] for m in per_benchmark.values()) / len(per_benchmark) for k in metric_keys}
     summary = {**run_info, "commit": git_commit(), "benchmarks": per_benchmark, "average": average}
     write_json_atomic(Path(out_dir) / "summary.json", summary)

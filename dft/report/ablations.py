@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from dft.core.args import DefaultsHelpFormatter
+from dft.eval.graders import check_one_grader
 from dft.report.tables import check_summary, emit, load_paper_tables, our_scores, parse_runs, title
 
 NORMALIZATIONS = ("official", "token")
@@ -89,6 +90,7 @@ def main(argv=None) -> None:
         runs, where = parse_runs(args.run, None)
         for key, summary in runs.items():
             check_summary(summary, where[key], benchmarks)
+        check_one_grader(runs, where)
         text = TABLES[args.table](runs, benchmarks)
     except ValueError as exc:
         sys.exit(f"error: {exc}")

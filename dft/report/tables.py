@@ -11,7 +11,9 @@ under. A summary is checked against that protocol before it is shown: every benc
 (``dft.eval.benchmarks``), ``protocol.samples_per_problem`` samples per problem, the protocol's sampling, and the
 model's paper prompt (its preset's ``paper.eval_prompt``). A run that deviates is refused, naming the file and
 each deviation; ``--allow-deviations`` shows it instead, its numbers marked ``†`` (never bold) and its deviations
-listed under the table. A malformed summary is an error naming the file.
+listed under the table. A malformed summary is an error naming the file. Summaries of two graders (``grader``
+in summary.json: ours or paper, docs/grading.md) are refused in one table, naming the files; the title says
+which grader and which metric (``--metric avg``: avg@k, the default; ``mean_acc``: the paper's harness's).
 """
 
 import argparse
@@ -20,6 +22,7 @@ import sys
 from pathlib import Path
 
 from dft.core.args import DefaultsHelpFormatter
+from dft.eval.graders import check_one_grader
 
 PAPER_TABLES = Path(__file__).with_name("paper_tables.json")
 MARK = "†"
@@ -84,13 +87,17 @@ def deviations(summary: dict, model: str, benchmarks: list[str], protocol: dict)
     return found
 
 
-def our_scores(summary: dict, benchmarks: list[str]) -> dict:
-    """avg@k of each benchmark in percent (k as the run used it), plus their mean when all are present."""
+def our_scores(summary: dict, benchmarks: list[str], metric: str = "avg") -> dict:
+    """avg@k (k as the run used it) or the harness's mean_acc of each benchmark in percent, plus their mean when
+    all are present."""
     scores = {}
     for name in benchmarks:
         metrics = summary["benchmarks"].get(name)
         if metrics:
-            scores[name] = 100 * metrics[f"avg@{metrics['samples_per_problem']}"]
+            key = f"avg@{metrics['samples_per_problem']}" if metric == "avg" else metric
+            if key not in metrics:
+                raise ValueError(f"benchmark {name!r} has no {key} (a summary from before it was recorded)")
+            scores[name] = 100 * metrics[key]
     if len(scores) == len(benchmarks):
         scores["avg"] = sum(scores.values()) / len(benchmarks)
     return scores
@@ -140,7 +147,7 @@ def _check_names(name: str, table: dict, runs: dict) -> None:
 
 
 def build_table(name: str, runs: dict[str, dict], paper: dict | None = None, allow_deviations: bool = False,
-                where: dict[str, str] | None = None) -> str:  # fmt: skip
+                where: dict[str, str] | None = None, metric: str = "avg") -> str:  # fmt: skip
     """The markdown table ``name`` (table1/2/3); ``runs`` maps 'MODEL/METHOD' to a summary dict (``where``: to the
     file it came from, for messages)."""
     paper = paper or load_paper_tables()
@@ -154,6 +161,7 @@ def build_table(name: str, runs: dict[str, dict], paper: dict | None = None, all
         found = deviations(summary, key.split("/", 1)[0], benchmarks, paper["protocol"])
         if found:
             off[key] = found
+    grader = check_one_grader(runs, where)
     if off and not allow_deviations:
         listed = "\n".join(f"  {where.get(k, k)} ({k}): " + "; ".join(v) for k, v in off.items())
         raise ValueError(f"{len(off)} run(s) do not follow the protocol of {name} (avg@"
@@ -161,10 +169,12 @@ def build_table(name: str, runs: dict[str, dict], paper: dict | None = None, all
                          "Pass --allow-deviations to show them marked.")  # fmt: skip
     columns = benchmarks + ["avg"]
     header = ["Model", "Method", *map(title, benchmarks), "Avg."]
-    lines = [f"**{table['title']}** (ours / paper (ours - paper), avg@k %)", "",
+    shown = "avg@k" if metric == "avg" else metric
+    lines = [f"**{table['title']}** (ours / paper (ours - paper), {shown} %, graded by {grader})", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     for model, methods in table["rows"].items():
-        mine = {k.split("/", 1)[1]: our_scores(s, benchmarks) for k, s in runs.items() if k.startswith(model + "/")}
+        mine = {k.split("/", 1)[1]: our_scores(s, benchmarks, metric) for k, s in runs.items()
+                if k.startswith(model + "/")}  # fmt: skip
         marked = {k.split("/", 1)[1] for k in off if k.startswith(model + "/")}
         lines += group_rows(model, methods, mine, marked, columns)
     if off:
@@ -205,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     deviations = "show runs that do not follow the table's protocol, marked, instead of refusing them"
     parser.add_argument("--allow-deviations", action="store_true", help=deviations)
     parser.add_argument("--out", type=Path, help="also write the markdown here")
+    metric = "avg: avg@k; mean_acc: the paper's harness's (sample columns' accuracy, rounded)"
+    parser.add_argument("--metric", choices=["avg", "mean_acc"], default="avg", help=metric)
     return parser
 
 
@@ -212,7 +224,7 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
         runs, where = parse_runs(args.run, args.runs)
-        text = build_table(args.table, runs, allow_deviations=args.allow_deviations, where=where)
+        text = build_table(args.table, runs, allow_deviations=args.allow_deviations, where=where, metric=args.metric)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     emit(text, args.out)

@@ -87,7 +87,7 @@ def sample_and_verify(cfg, problems: list[Problem], out: Path, input_digest: str
     claim(out, make_fingerprint(cfg.model, model_dir, PROMPT, sample, params, fmt.describe(), cfg.backend,
                                 section.get("dtype", ""), {"input": input_digest}))  # fmt: skip
     backend = make_backend(cfg.backend, cfg.model, fmt.context, cfg.data_parallel, cfg.gpus_per_replica, **section)
-    with Grader(workers=cfg.grading.workers, timeout_s=cfg.grading.timeout_s) as grader:
+    with Grader(cfg.grading.workers, cfg.grading.timeout_s, cfg.grader) as grader:
         with tqdm(total=len(problems) * params.n, desc="sample + verify", unit="sample") as bar:
             return run_benchmark(prompts, out / "samples.jsonl", backend.generate, params, fmt.stops,
                                  grader.grade_many, chunk_size=cfg.chunk_size, on_samples=bar.update)  # fmt: skip

@@ -19,4 +19,4 @@ for model in $MODELS; do
     table_runs+=(--run "$PAPER_NAME/${loss^^}=$RUNS/eval/$model-$loss/summary.json")
   done
 done
-run python -m dft tables table1 "${table_runs[@]}" --out "$RUNS/table1.md"
+tables table1 "${table_runs[@]}"

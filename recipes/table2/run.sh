@@ -24,4 +24,4 @@ for model in $MODELS; do
   table_runs+=(--run "$PAPER_NAME/iw-SFT=$RUNS/eval/$model-iw_sft/summary.json"
                --run "$PAPER_NAME/DFT=$RUNS/eval/$model-dft/summary.json")
 done
-run python -m dft tables table2 "${table_runs[@]}" --out "$RUNS/table2.md"
+tables table2 "${table_runs[@]}"

@@ -53,4 +53,4 @@ for algo in $RL_ALGOS; do
   evaluate "$RUNS/train/$MODEL-$algo" "$RUNS/eval/$MODEL-$algo"
   table_runs+=(--run "$name/${algo^^} (online)=$RUNS/eval/$MODEL-$algo/summary.json")
 done
-run python -m dft tables table3 "${table_runs[@]}" --out "$RUNS/table3.md"
+tables table3 "${table_runs[@]}"
