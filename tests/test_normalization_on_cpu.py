@@ -27,7 +27,7 @@ def dft_step_reference(model_dir, dataset, batch, normalization, dp_size, micro_
     """(logged loss, gradient norm) of step 1 of DFT by the formula, in float64 from the Hugging Face model. The
     global batch is what verl's DistributedSampler draws first (seed 0): rank r takes rows perm[r::R], and its
     micro-batches are consecutive runs of ``micro_batch`` rows (``official``: of the official layout's ranks, where
-    dft/official_layout.py lays it on these ranks). ``official``: this layout's sum of micro-batch
+    dft/train/official_layout.py lays it on these ranks). ``official``: this layout's sum of micro-batch
     means (M per rank) averaged over ranks, logged divided by M, its gradient scaled to the official run's
     ``official_micro_batches`` per rank (M_o / M)."""
     from transformers import AutoModelForCausalLM
@@ -45,7 +45,7 @@ def dft_step_reference(model_dir, dataset, batch, normalization, dp_size, micro_
     if normalization == "token":
         objective = logged = sum(sums.values()) / sum(counts.values())
     else:
-        # the micro-batches are the official layout's where dft/official_layout.py lays it on these ranks
+        # the micro-batches are the official layout's where dft/train/official_layout.py lays it on these ranks
         layout = official_ranks(batch, micro_batch, official_micro_batches, dp_size) or dp_size
         ranks = [first[r::layout][: batch // layout] for r in range(layout)]
         chunks = [rows[i : i + micro_batch] for rows in ranks for i in range(0, len(rows), micro_batch)]

@@ -1,6 +1,7 @@
 """loss.normalization=official takes the official 8-GPU step on any layout: ``loss.official_micro_batches`` (8)
 times the gradient of the mean of all micro-batch means, whatever the processes and micro-batches per process, on
-the same micro-batches (dft/official_layout.py). Checked on the loss (DFT, every layout of the same micro-batches),
+the same micro-batches (dft/train/official_layout.py). Checked on the loss (DFT, every layout of the same
+micro-batches),
 on the sampler (the official micro-batches on 1 to 32 ranks), and through verl's engine (1 and 2 processes of
 micro-batch 1, and of micro-batch 2, against the official arithmetic in float64)."""
 
@@ -106,7 +107,7 @@ def step1_grad_norm(tiny, run_dir, nproc, batch, micro_batch):
 
 
 # (rows, micro-batch): 4 rows alone (any layout has those micro-batches); 16 rows in pairs, the official layout of
-# one rank of 8 micro-batches, which 2 processes keep only through dft/official_layout.py (verl's sampler would
+# one rank of 8 micro-batches, which 2 processes keep only through dft/train/official_layout.py (verl's sampler would
 # pair rows 0 and 2, 1 and 3, ...)
 @pytest.mark.parametrize("batch,micro_batch", [(4, 1), (16, 2)])
 def test_one_and_two_processes_take_the_official_8_gpu_step(tiny, tmp_path, batch, micro_batch):

@@ -7,6 +7,7 @@ import sys
 import pytest
 from conftest import REPO, check_ok, run_module
 
+from dft.cli.quickstart import main as quickstart
 from dft.cli.quickstart import table1 as qs
 from dft.cli.quickstart.table3 import train_online
 from dft.eval.grading import grade
@@ -92,7 +93,8 @@ def test_an_online_run_refuses_another_base_before_starting_verl(tmp_path):
 def test_table3_on_a_given_base_refuses_a_folder_of_runs_fine_tuned_from_another(tmp_path):
     out = tmp_path / "qs"
     qs.claim_run_dir(out / "sft", ["model.path=a Base pretrained by Table 1"])
+    table3 = ["table3", "--out", str(out), "--base", str(tmp_path / "base"), "--n-test", "8"]
     with pytest.raises(SystemExit, match=rf"{out / 'sft'} holds results of a different run"):
-        qs.main(["table3", "--out", str(out), "--base", str(tmp_path / "base"), "--n-train", "64", "--n-test", "8"])
+        quickstart.main([*table3, "--n-train", "64"])
     with pytest.raises(SystemExit, match=rf"{out / 'tiny'} holds results of a different run"):
-        qs.main(["table3", "--out", str(out), "--base", str(tmp_path / "base"), "--n-train", "128", "--n-test", "8"])
+        quickstart.main([*table3, "--n-train", "128"])

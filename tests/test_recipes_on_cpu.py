@@ -31,12 +31,10 @@ def programs(lines):
 
 def test_there_is_a_recipe_for_every_table_and_figure_with_a_readme():
     """The paper's three tables and three figures each have a recipe; every recipe folder (found, not listed) has a
-    README that gives its GPU-hours and its dry run, and the recipes' index names it."""
+    README that gives its GPU-hours and its dry run."""
     assert {"table1", "table2", "table3"} <= set(RECIPES)
     assert {name.split("_")[0] for name in RECIPES if name.startswith("fig")} == {"fig1", "fig2", "fig3"}
-    index = (REPO / "recipes" / "README.md").read_text()
     for recipe in RECIPES:
-        assert f"`{recipe}`" in index or f"[{recipe}]" in index or f"{recipe}/" in index, recipe
         readme = (REPO / "recipes" / recipe / "README.md").read_text()
         assert "GPU-hours" in readme and "DRY_RUN=1" in readme, recipe
 
