@@ -21,7 +21,8 @@ from tiny_train import encode, flat_log_probs, train
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from dft.models.tiny import build_tiny_assets
-from dft.train.ref_topk import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST, bucket_kl, storage_row, topk_of_logits
+from dft.train.columns import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST
+from dft.train.ref_topk import bucket_kl, storage_row, topk_of_logits
 
 KS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 

@@ -15,9 +15,9 @@ from test_beyond_losses_on_cpu import stored_reference
 from test_losses_on_cpu import EIGHT, engine_log_probs, make_sequences, nested_batch
 from verl.utils import tensordict_utils as tu
 
+from dft.train.columns import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST
 from dft.train.losses.beyond import ASFT_KL, asft_loss
 from dft.train.losses.registry import LossConfig
-from dft.train.ref_topk import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST
 
 K, BETA = 4, 0.3
 

@@ -15,7 +15,8 @@ import pytest
 import torch
 from conftest import FP32, check_ok, compose_config, read_log, run_module, tiny_overrides
 
-from dft.train.ref_topk import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST, with_topk_metadata
+from dft.train.columns import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST
+from dft.train.ref_topk import with_topk_metadata
 
 K = 4
 ROWS = 32  # tiny-cpu's train_batch_size: step 1 sees every row

@@ -16,12 +16,10 @@ import sys
 from pathlib import Path
 
 from dft.core.args import DefaultsHelpFormatter
-from dft.eval.backends import LENGTH
 from dft.eval.grade_file import read_graded_rows, regrade
 from dft.eval.graders import GRADERS
 from dft.eval.grading import Grader
-from dft.eval.metrics import avg_at_k, maj_at_k, mean_acc, pass_at_k
-from dft.eval.runner import write_summary
+from dft.eval.runner import sample_metrics, write_summary
 
 KEPT = ("prompts_cut_by_context", "prompt_tokens_max")  # what the rows cannot tell: taken from the original
 
@@ -46,22 +44,7 @@ def metrics_from_rows(rows: list[dict], n: int, equivalent) -> dict:
     complete = [
         [samples[i] for i in range(n)] for samples in by_problem.values() if all(i in samples for i in range(n))
     ]
-    correct = [[r["correct"] for r in samples] for samples in complete]
-    answers = [[r["extracted"] for r in samples] for samples in complete]
-    flat = [r for samples in complete for r in samples]
-    errors = [r["error"] for r in flat if r["error"]]
-    return {
-        "problems": len(complete),
-        "samples_per_problem": n,
-        f"avg@{n}": avg_at_k(correct),
-        "mean_acc": mean_acc(correct),
-        "pass@1": pass_at_k(correct, 1),
-        f"pass@{n}": pass_at_k(correct, n),
-        f"maj@{n}": maj_at_k(answers, correct, n, equivalent),
-        "truncated": sum(r.get("finish") == LENGTH for r in flat) / len(flat) if flat else 0.0,
-        "grading_errors": len(errors),
-        "grading_timeouts": sum(e == "timeout" for e in errors),
-    }
+    return sample_metrics(complete, n, equivalent)
 
 
 def regrade_run(run_dir: Path, out: Path, grader: str, workers: int) -> dict:

@@ -82,14 +82,21 @@ def run_benchmark(prompts, out_path: Path, generate: Callable, params: SamplingP
 def summarize(prompts, rows: dict, params: SamplingParams, equivalent: Callable[[str, str], bool]) -> dict:
     """Metrics over the current problems' rows (rows of other problems in the file are left out), with the share
     of responses that ran out of budget and the number of prompts whose budget the context cut."""
-    n = params.n
-    keyed = [[rows[(p.problem.id, i)] for i in range(n)] for p in prompts]
+    keyed = [[rows[(p.problem.id, i)] for i in range(params.n)] for p in prompts]
+    metrics = sample_metrics(keyed, params.n, equivalent)
+    metrics["prompts_cut_by_context"] = sum(p.budget < params.max_new_tokens for p in prompts)
+    metrics["prompt_tokens_max"] = max((len(p.ids) for p in prompts), default=0)
+    return metrics
+
+
+def sample_metrics(keyed: list[list[dict]], n: int, equivalent: Callable[[str, str], bool]) -> dict:
+    """The metrics of graded rows, ``n`` per problem (a list of each problem's rows, sample 0 first)."""
     correct = [[r["correct"] for r in samples] for samples in keyed]
     answers = [[r["extracted"] for r in samples] for samples in keyed]
     flat = [r for samples in keyed for r in samples]
     errors = [r["error"] for r in flat if r["error"]]
     return {
-        "problems": len(prompts),
+        "problems": len(keyed),
         "samples_per_problem": n,
         f"avg@{n}": avg_at_k(correct),
         "mean_acc": mean_acc(correct),
@@ -97,8 +104,6 @@ def summarize(prompts, rows: dict, params: SamplingParams, equivalent: Callable[
         f"pass@{n}": pass_at_k(correct, n),
         f"maj@{n}": maj_at_k(answers, correct, n, equivalent),
         "truncated": sum(r.get("finish") == LENGTH for r in flat) / len(flat) if flat else 0.0,
-        "prompts_cut_by_context": sum(p.budget < params.max_new_tokens for p in prompts),
-        "prompt_tokens_max": max((len(p.ids) for p in prompts), default=0),
         "grading_errors": len(errors),
         "grading_timeouts": sum(e == "timeout" for e in errors),
     }

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from dft.train.columns import TOPK_COLUMNS, TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST  # noqa: F401
+from dft.train.columns import TOPK_IDS, TOPK_LOG_PROBS, TOPK_REST
 
 # parquet schema metadata: the K of the stored top-K
 METADATA_KEY = b"dft.ref_topk"
