@@ -18,6 +18,7 @@ COMMANDS = {
     "train": "dft.train.launch:train",
     "train_ray": "dft.train.launch:train_ray",
     "ref_logprobs": "dft.train.ref_scoring:main",
+    "diagnose": "dft.report.diagnose:main",
     "eval": "dft.eval.evaluate:main",
     "data numina": "dft.data.numina:main",
     "data math": "dft.data.math:main",
