@@ -2,9 +2,9 @@
 
 The rule: a command that loads a model takes Hydra ``key=value`` overrides (``dft train``, ``dft train_ray``,
 ``dft ref_logprobs``, ``dft diagnose``, ``dft eval``, ``dft data rft``); a file tool takes ``--flags`` (argparse,
-its help showing every default). One name for each concept: the model is ``model.path`` in the trainers' config (verl's key) and
-``model`` in the evaluation's; a written folder is ``out`` (``--out``); a cap on how much input is used is
-``limit`` (``--limit``), and ``limit=0`` is an error, never "everything".
+its help showing every default). One name for each concept: the model is ``model.path`` in the trainers' config
+(verl's key) and ``model`` in the evaluation's; a written folder is ``out`` (``--out``); a cap on how much input
+is used is ``limit`` (``--limit``), and ``limit=0`` is an error, never "everything".
 
 ``preflight(command)`` runs before a Hydra command (``python -m dft`` calls it): ``--help``/``-h`` prints a short help
 (what
