@@ -36,6 +36,7 @@ COMMANDS = {
     "tables": "dft.report.tables:main",
     "figures": "dft.report.figures:main",
     "ablations": "dft.report.ablations:main",
+    "continuum": "dft.report.continuum:main",
     "plan": "dft.report.plan:main",
     "recipes": "dft.cli.recipe_check:main",
     "quickstart": "dft.cli.quickstart.main:main",

@@ -3,7 +3,12 @@
 Input: one ``dft diagnose`` report per starting model (``mean_target_prob``, the verdict's ``position``) and the
 held-out accuracy of every (start, loss, seed) model; output ``continuum.md``, ``continuum.json`` and
 ``continuum.png``. The prediction is the verdict's: a strong prior predicts DFT >= SFT, a weak one SFT > DFT, an
-intermediate one no winner. Used by the toy scale (``python -m dft quickstart continuum``).
+intermediate one no winner. Used by the toy scale (``python -m dft quickstart continuum``) and, from evaluation
+summaries, by the cluster scale:
+
+    python -m dft continuum --diagnosis qwen2.5-math-1.5b=runs/diagnose/qwen2.5-math-1.5b \\
+        --run "qwen2.5-math-1.5b|dft|0=runs/eval/continuum/qwen2.5-math-1.5b-dft-s0/summary.json" ... \\
+        --out runs/continuum
 """
 
 from __future__ import annotations
@@ -95,9 +100,55 @@ def write_continuum(out, diagnoses: dict, accuracy: dict, config: dict, wall_s: 
     summary = {"config": config, "points": points, "wall_s": wall_s,
                "predictions_held": sum(p["prediction_held"] for p in points), "starts": len(points)}  # fmt: skip
     write_json_atomic(out / "continuum.json", summary)
-    note = (f"Accuracy in % on {config['n_test']} held-out problems (greedy), mean [min, max] over "
+    note = (f"Accuracy in % on {config['n_test']} held-out problems, mean [min, max] over "
             f"{config['seeds']} seeds; the prediction is dft diagnose's verdict. It held for "
             f"{summary['predictions_held']} of {len(points)} starting models. Wall time {wall_s:.0f} s.")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "continuum.md", table(points) + "\n\n" + note + "\n")
     figure(points, out / "continuum.png")
+    return summary
+
+
+def build_parser():
+    import argparse
+
+    from dft.core.args import DefaultsHelpFormatter
+
+    parser = argparse.ArgumentParser(prog="python -m dft continuum", description=__doc__.splitlines()[0],
+                                     formatter_class=DefaultsHelpFormatter)  # fmt: skip
+    parser.add_argument("--diagnosis", action="append", default=[], required=True,
+                        help="START=DIR: dft diagnose's folder (DIR/report.json) for a starting model")  # fmt: skip
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        required=True,
+        help="START|LOSS|SEED=summary.json of dft eval (LOSS: base, or one of " + ", ".join(LOSSES) + ")",
+    )
+    parser.add_argument("--out", type=str, required=True, help="folder for continuum.md, .json and .png")
+    return parser
+
+
+def main(argv=None) -> dict:
+    """``python -m dft continuum``: the table and figure from diagnoses and evaluation summaries (the cluster
+    scale of recipes/continuum; accuracy is the average over the summary's benchmarks of avg@k)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from dft.report.tables import load_paper_tables, our_scores
+
+    args = build_parser().parse_args(argv)
+    try:
+        diagnoses = {k: json.loads((Path(v) / "report.json").read_text()) for k, v in
+                     (item.split("=", 1) for item in args.diagnosis)}  # fmt: skip
+        benchmarks = load_paper_tables()["benchmarks"]
+        accuracy = {k: our_scores(json.loads(Path(v).read_text()), benchmarks)["avg"] / 100 for k, v in
+                    (item.split("=", 1) for item in args.run)}  # fmt: skip
+    except (OSError, ValueError, KeyError) as exc:
+        sys.exit(f"error: {exc}")
+    seeds = {int(key.rsplit("|", 1)[1]) for key in accuracy}
+    config = {"seeds": len(seeds), "n_test": "the paper's five benchmarks' avg@k average"}
+    summary = write_continuum(Path(args.out), diagnoses, accuracy, config, 0.0)
+    print((Path(args.out) / "continuum.md").read_text())
     return summary

@@ -8,7 +8,8 @@ from dft.cli.quickstart import continuum, table1, table3
 from dft.core.args import DefaultsHelpFormatter
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The quickstart's arguments (also what ``dft recipes check`` reads to check a recipe's quickstart line)."""
     parser = argparse.ArgumentParser(
         description="Tiny end-to-end DFT vs SFT run on CPU (Table 1; table3 adds the paper's baselines).",
         formatter_class=DefaultsHelpFormatter,
@@ -25,7 +26,11 @@ def main(argv=None) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per evaluated answer")
     table3.add_arguments(parser.add_argument_group("table3"))
     continuum.add_arguments(parser.add_argument_group("continuum"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     if args.table == "continuum":
         return continuum.main(args)
     if args.table == "table3":
