@@ -138,3 +138,39 @@ def test_diagnose_refuses_a_missing_out(tiny):
     result = run_module("diagnose", ["preset=tiny-cpu", f"model.path={tiny.model_dir}",
                                      f"data.train_files={tiny.train_parquet}"])  # fmt: skip
     assert result.returncode == 2 and "error: out is not set" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_verdict_follows_the_prior_and_the_end_token_warning_names_the_fix():
+    from dft.report.prior import structural_entry, structural_warning, target_statistics, verdict
+
+    def stats(p):
+        return target_statistics([np.log(np.asarray(p, dtype=np.float64))])
+
+    assert verdict(stats([0.9] * 9 + [0.05]), [])["position"] == "strong"  # mean 0.815, 10% below 0.1
+    assert verdict(stats([0.9] * 7 + [0.05] * 3), [])["position"] == "intermediate"  # 30% below 0.1
+    assert verdict(stats([0.2] * 10), [])["position"] == "weak"
+    weak_eos = structural_entry("eos", "<eos>", [[[2]]], [np.log([0.5, 0.5, 0.02])])
+    assert weak_eos["mean_p"] == pytest.approx(0.02) and weak_eos["occurrences"] == 1
+    assert "loss.full_weight_tokens=[eos,end_of_turn]" in structural_warning(weak_eos, end_token=True)
+    assert structural_warning({**weak_eos, "mean_p": 0.5}, end_token=True) is None
+
+
+def test_a_marker_is_found_whatever_its_tokenization():
+    from dft.report.prior import find_text
+
+    assert find_text(["The", " answer", " \\", "box", "ed{", "2}"], "\\boxed") == [[2, 3, 4]]
+    assert find_text(["\\boxed", "{1}", " and ", "\\b", "oxed"], "\\boxed") == [[0], [3, 4]]
+
+
+def test_the_continuum_table_gives_each_loss_over_seeds_and_the_observed_winner(tmp_path):
+    from dft.report.continuum import LOSSES, write_continuum
+
+    report = {"mean_target_prob": 0.8, "statistics": {"share_below": {"0.1": 0.1}}, "verdict": {"position": "strong"}}
+    accuracy = {"7|base|0": 0.1, **{f"7|{loss}|{s}": 0.2 + 0.1 * s for loss in LOSSES for s in (0, 1)}}
+    accuracy |= {"7|dft|0": 0.5, "7|dft|1": 0.3}  # DFT - SFT: +30 and 0 points
+    summary = write_continuum(tmp_path, {7: report}, accuracy, {"n_test": 10, "seeds": 2}, 1.0)
+    (point,) = summary["points"]
+    assert point["accuracy"]["sft"] == {"mean": pytest.approx(25), "min": pytest.approx(20), "max": pytest.approx(30),
+                                        "n": 2}  # fmt: skip
+    assert point["dft_minus_sft"]["mean"] == pytest.approx(15) and point["observed"] == "DFT"
+    assert point["prediction_held"] and (tmp_path / "continuum.png").is_file()
