@@ -107,13 +107,14 @@ def load(model_dir: Path):
 
 
 def starting_models(assets, pretrain: list[dict], strengths: list[int], out: Path) -> dict[int, Path]:
-    """The tiny model after each number of pretraining steps in ``strengths`` (one cross-entropy run)."""
+    """The tiny model after each number of pretraining steps in ``strengths``: snapshots of one cross-entropy run
+    (seeded, so a run made for the missing ones retraces the same trajectory and adds only them)."""
     folders = {s: out / f"start_{s}" for s in strengths}
-    if all((f / "model.safetensors").is_file() for f in folders.values()):
-        return folders
-    model, tokenizer = load(assets.model_dir)
-    encoded = [encode(tokenizer, r) for r in pretrain]
-    fit(model, tokenizer, encoded, "sft", max(strengths), PRETRAIN_LR, seed=0, snapshots=folders)
+    missing = {s: f for s, f in folders.items() if not (f / "model.safetensors").is_file()}
+    if missing:
+        model, tokenizer = load(assets.model_dir)
+        encoded = [encode(tokenizer, r) for r in pretrain]
+        fit(model, tokenizer, encoded, "sft", max(missing), PRETRAIN_LR, seed=0, snapshots=missing)
     return folders
 
 
