@@ -8,7 +8,7 @@ source "$(dirname "$0")/../common.sh"
 SCALE=${SCALE:-cluster}
 # the starting models (cluster) and the pretraining steps of the tiny starting models (tiny)
 MODELS=${MODELS:-$PAPER_MODELS}
-STRENGTHS=${STRENGTHS:-"50 150 400 1000"}
+STRENGTHS=${STRENGTHS:-"10 25 50 150 400 1000"}
 # prob_power's alphas (0 -> SFT's gradient, 1 is DFT's) and the fine-tuning seeds (trainer.seed)
 ALPHAS=${ALPHAS:-"0.25 0.5"}
 SEEDS=${SEEDS:-"0 1"}

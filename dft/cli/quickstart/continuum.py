@@ -166,7 +166,7 @@ def run(out: Path, strengths: list[int], seeds: int, steps: int, n_train: int, n
 
 
 def add_arguments(group) -> None:
-    group.add_argument("--strengths", type=int, nargs="+", default=[30, 100, 400],
+    group.add_argument("--strengths", type=int, nargs="+", default=[10, 25, 50, 150, 400, 1000],
                        help="continuum: pretraining steps of each starting model (weak to strong)")  # fmt: skip
     group.add_argument("--seeds", type=int, default=2, help="continuum: fine-tuning seeds per loss")
 
