@@ -118,7 +118,7 @@ def test_faithful_qwen_math_resolves_its_end_tokens_and_warns(tiny, faithful_tin
     assert ends["<|im_end|>"]["token_ids"] == [151645] and ends["<|im_end|>"]["occurrences"] == ROWS
     assert ends["<|endoftext|>"]["token_ids"] == [151643] and ends["<|endoftext|>"]["occurrences"] == 0
     warnings = "\n".join(report["warnings"])  # random layers: p ~ 1/vocab, a weak prior with every warning
-    assert "loss.full_weight_tokens=[eos,end_of_turn]" in warnings and "never a target" in warnings
+    assert "loss.full_weight_tokens=[eos,end_of_turn]" in warnings and "never a target" not in warnings
     assert report["verdict"]["position"] == "weak"
 
 
@@ -141,7 +141,7 @@ def test_diagnose_refuses_a_missing_out(tiny):
 
 
 def test_the_verdict_follows_the_prior_and_the_end_token_warning_names_the_fix():
-    from dft.report.prior import structural_entry, structural_warning, target_statistics, verdict
+    from dft.report.prior import never_ends, structural_entry, structural_warning, target_statistics, verdict
 
     def stats(p):
         return target_statistics([np.log(np.asarray(p, dtype=np.float64))])
@@ -153,6 +153,8 @@ def test_the_verdict_follows_the_prior_and_the_end_token_warning_names_the_fix()
     assert weak_eos["mean_p"] == pytest.approx(0.02) and weak_eos["occurrences"] == 1
     assert "loss.full_weight_tokens=[eos,end_of_turn]" in structural_warning(weak_eos, end_token=True)
     assert structural_warning({**weak_eos, "mean_p": 0.5}, end_token=True) is None
+    assert "no end token is ever a target" in never_ends([{**weak_eos, "occurrences": 0}])
+    assert never_ends([{**weak_eos, "occurrences": 0}, weak_eos]) is None
 
 
 def test_a_marker_is_found_whatever_its_tokenization():

@@ -72,7 +72,7 @@ def target_token_ids(config) -> list[list[int]]:
 def structural_tokens(tokenizer, target_ids: list, log_probs: list) -> tuple[list[dict], list[str]]:
     """(entries, warnings) for the end tokens (by id) and the answer markers (by text), resolved with the model's
     tokenizer; an end token that is both eos and end of turn (Llama-3 base's eos, the tiny model's) is one entry."""
-    from dft.report.prior import find_runs, find_text
+    from dft.report.prior import find_runs, find_text, never_ends
     from dft.train.full_weight import token_id
 
     names, warnings = {}, []
@@ -87,6 +87,7 @@ def structural_tokens(tokenizer, target_ids: list, log_probs: list) -> tuple[lis
         entries.append(structural_entry(" = ".join(both), tokenizer.convert_ids_to_tokens(tid), found, log_probs))
         entries[-1]["token_ids"] = [tid]
         warnings.append(structural_warning(entries[-1], end_token=True))
+    warnings.append(never_ends(entries))
     pieces = {}
     texts = [[pieces.setdefault(t, tokenizer.decode([t])) for t in ids] for ids in target_ids]
     for marker in ANSWER_MARKERS:
@@ -123,7 +124,7 @@ def render_markdown(report: dict) -> str:
     lines = [f"# Diagnosis: {report['model']} on {report['data']}", "",
              f"{s['rows']} rows, {s['target_tokens']} target tokens. ![target token probabilities](target_probs.png)",
              "", "## Target-token probabilities", "", "| statistic | value |", "|---|---|",
-             f"| mean_target_prob (DFT's gradient scale vs SFT's) | {s['mean_target_prob']:.4f} |",
+             f"| mean_target_prob (DFT's gradient scale vs SFT's) | {s['mean_target_prob']:.4g} |",
              *[f"| share p < {t} | {100 * share:.1f}% |" for t, share in s["share_below"].items()],
              *[f"| quantile {q} | {value:.4g} |" for q, value in s["quantiles"].items()],
              f"| SFT loss at step 0 (-mean log p) | {s['sft_loss']:.4f} |",
@@ -195,7 +196,7 @@ def main(config) -> None:
     if os.environ["RANK"] == "0":
         report = write_report(config, out / SCORED, out)
         s = report["statistics"]
-        print(f"[dft diagnose] {s['target_tokens']} target tokens: mean p {s['mean_target_prob']:.4f}, "
+        print(f"[dft diagnose] {s['target_tokens']} target tokens: mean p {s['mean_target_prob']:.4g}, "
               f"p < 0.1: {100 * s['share_below']['0.1']:.1f}%; prior {report['verdict']['position']}; "
               f"{len(report['warnings'])} warning(s); wrote {out / 'report.md'}")  # fmt: skip
         print(json.dumps({"mean_target_prob": s["mean_target_prob"]}))

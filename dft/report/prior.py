@@ -89,10 +89,7 @@ def structural_entry(name: str, text: str, occurrences: list[list[int]], log_pro
 def structural_warning(entry: dict, end_token: bool) -> str | None:
     """What DFT would do with a structural token, and the fix; None where nothing needs saying."""
     name = f"{entry['name']} ({entry['text']!r})"
-    if entry["occurrences"] == 0:
-        if end_token:
-            return (f"{name} is never a target: no loss (SFT's or DFT's) teaches the model to end its turn there; "
-                    "check the data's format (data.format) against the model's chat template")  # fmt: skip
+    if entry["occurrences"] == 0:  # an end token the format does not train (see never_ends)
         return None
     if entry["mean_p"] >= STRUCTURAL_LOW_P:
         return None
@@ -104,6 +101,15 @@ def structural_warning(entry: dict, end_token: bool) -> str | None:
         f"{name}: mean p {entry['mean_p']:.3g} under the starting model, so DFT trains it at about "
         f"{entry['mean_p']:.2g} of SFT's weight and may never learn it ({risk}); fix: {fix}"
     )
+
+
+def never_ends(entries: list[dict]) -> str | None:
+    """The warning where no end token (eos, end of turn) is ever a target: no loss teaches the model to stop."""
+    if entries and not any(e["occurrences"] for e in entries):
+        names = ", ".join(f"{e['name']} ({e['text']!r})" for e in entries)
+        return (f"no end token is ever a target ({names}): no loss, SFT's or DFT's, teaches the model to stop; "
+                "check the data's format (data.format) against the model's chat template")  # fmt: skip
+    return None
 
 
 def position(stats: dict) -> str:
