@@ -60,10 +60,10 @@ def float64_targets(model_dir, rows):
     return out
 
 
-def diagnose(model_dir, data, out, *extra):
+def diagnose(model_dir, data, out, *extra, nproc=None):
     args = ["preset=tiny-cpu", f"model.path={model_dir}", f"data.train_files={data}", f"out={out}", f"limit={ROWS}",
             *FP32, *extra]  # fmt: skip
-    check_ok(run_module("diagnose", args, out.parent / "diagnose.log"))
+    check_ok(run_module("diagnose", args, out.parent / "diagnose.log", nproc=nproc))
     assert {"report.md", "report.json", "target_probs.png"} <= {p.name for p in out.iterdir()}
     return json.loads((out / "report.json").read_text())
 
@@ -100,7 +100,7 @@ def test_tiny_base_report_matches_a_float64_forward(tiny_base, tmp_path):
     records = assets.train_records[TRAINED : TRAINED + ROWS]  # problems the Base never saw
     data = tmp_path / "unseen.parquet"
     write_parquet(examples(records, "chat"), str(data), "chat")
-    report = diagnose(base, data, tmp_path / "report")
+    report = diagnose(base, data, tmp_path / "report", nproc=2)  # as torchrun runs it: two ranks share the rows
     tokenizer = AutoTokenizer.from_pretrained(base)
     check_numbers(report, float64_targets(base, chat_rows(tokenizer, records)), tokenizer)
     assert report["verdict"]["position"] in ("weak", "intermediate", "strong")
@@ -132,6 +132,7 @@ def test_faithful_llama_base_official_format(tiny, faithful_tiny, tmp_path):
     ends = structural(report)
     assert list(ends) == ["<|end_of_text|>"] and ends["<|end_of_text|>"]["occurrences"] == ROWS
     assert any(w.startswith("end_of_turn: the tokenizer has none") for w in report["warnings"])
+    assert "loss.full_weight_tokens=[eos] " in "\n".join(report["warnings"])  # only the end tokens it has
 
 
 def test_diagnose_refuses_a_missing_out(tiny):

@@ -81,12 +81,12 @@ def structural_tokens(tokenizer, target_ids: list, log_probs: list) -> tuple[lis
             names.setdefault(token_id(tokenizer, name), []).append(name)
         except ValueError:
             warnings.append(f"{name}: the tokenizer has none (no chat template, or no eos token)")
-    entries = []
+    entries, end_names = [], ",".join(name for both in names.values() for name in both)
     for tid, both in names.items():
         found = [find_runs(list(ids), [tid]) for ids in target_ids]
         entries.append(structural_entry(" = ".join(both), tokenizer.convert_ids_to_tokens(tid), found, log_probs))
         entries[-1]["token_ids"] = [tid]
-        warnings.append(structural_warning(entries[-1], end_token=True))
+        warnings.append(structural_warning(entries[-1], end_token=True, end_names=end_names))
     warnings.append(never_ends(entries))
     pieces = {}
     texts = [[pieces.setdefault(t, tokenizer.decode([t])) for t in ids] for ids in target_ids]

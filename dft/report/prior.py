@@ -86,15 +86,16 @@ def structural_entry(name: str, text: str, occurrences: list[list[int]], log_pro
     return entry
 
 
-def structural_warning(entry: dict, end_token: bool) -> str | None:
-    """What DFT would do with a structural token, and the fix; None where nothing needs saying."""
+def structural_warning(entry: dict, end_token: bool, end_names: str = "eos,end_of_turn") -> str | None:
+    """What DFT would do with a structural token, and the fix (``end_names``: the end tokens the tokenizer has, for
+    ``loss.full_weight_tokens``); None where nothing needs saying."""
     name = f"{entry['name']} ({entry['text']!r})"
     if entry["occurrences"] == 0:  # an end token the format does not train (see never_ends)
         return None
     if entry["mean_p"] >= STRUCTURAL_LOW_P:
         return None
     if end_token:
-        risk, fix = "a model that never stops", "loss.full_weight_tokens=[eos,end_of_turn] (SFT's weight on them)"
+        risk, fix = "a model that never stops", f"loss.full_weight_tokens=[{end_names}] (SFT's weight on them)"
     else:
         risk, fix = "a model that never writes the answer format", "loss.weight_floor=0.1 (every weight >= 0.1)"
     return (
