@@ -132,7 +132,8 @@ def learning_rate_note(stats: dict) -> str:
 
 EXPECT = {
     "strong": (
-        "DFT >= SFT likely: the model already puts most mass on the targets, and DFT sharpens that prior "
+        "DFT >= SFT by the hypothesis (at toy scale SFT still won, by less): the model already puts most "
+        "mass on the targets, and DFT sharpens that prior "
         "without the 1/p pull of the few unlikely tokens (often noise or paraphrase) that SFT follows",
         "prob_power at alpha {a} sits between SFT and DFT; expect it between them or near DFT",
         "ASFT (DFT + KL to the start) keeps DFT's behaviour and limits drift; a safe choice here",
