@@ -135,7 +135,7 @@ EXPECT = {
         "DFT >= SFT by the hypothesis (at toy scale SFT still won, by less): the model already puts most "
         "mass on the targets, and DFT sharpens that prior "
         "without the 1/p pull of the few unlikely tokens (often noise or paraphrase) that SFT follows",
-        "prob_power at alpha {a} sits between SFT and DFT; expect it between them or near DFT",
+        "prob_power at alpha {a} weights tokens between SFT and DFT (at toy scale it beat both on strong priors)",
         "ASFT (DFT + KL to the start) keeps DFT's behaviour and limits drift; a safe choice here",
     ),
     "weak": (
