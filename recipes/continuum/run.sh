@@ -2,7 +2,7 @@
 # The capability continuum: does dft diagnose's prior strength predict whether DFT beats SFT? Starting models of
 # several strengths on the same data, each diagnosed, fine-tuned with SFT, DFT and prob_power at two alphas over
 # SEEDS seeds, evaluated; one table and a figure of (DFT - SFT) against mean_target_prob (README.md).
-#   SCALE=tiny: the toy scale on a CPU (python -m dft quickstart continuum, ~15-20 minutes on 2 cores)
+#   SCALE=tiny: the toy scale on a CPU (python -m dft quickstart continuum, ~25 minutes on 2 cores)
 #   SCALE=cluster (default): the paper's models as the starting strengths, on the paper's data
 source "$(dirname "$0")/../common.sh"
 SCALE=${SCALE:-cluster}
