@@ -146,7 +146,8 @@ def main(argv=None) -> dict:
         accuracy = {k: our_scores(json.loads(Path(v).read_text()), benchmarks)["avg"] / 100 for k, v in
                     (item.split("=", 1) for item in args.run)}  # fmt: skip
     except (OSError, ValueError, KeyError) as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     seeds = {int(key.rsplit("|", 1)[1]) for key in accuracy}
     config = {"seeds": len(seeds), "n_test": "the paper's five benchmarks' avg@k average"}
     summary = write_continuum(Path(args.out), diagnoses, accuracy, config, 0.0)
