@@ -1,10 +1,10 @@
 """The command-line rule, and what every entry point answers before anything heavy is imported.
 
 The rule: a command that loads a model takes Hydra ``key=value`` overrides (``dft train``, ``dft train_ray``,
-``dft ref_logprobs``, ``dft eval``, ``dft data rft``); a file tool takes ``--flags`` (argparse, its help showing
-every default). One name for each concept: the model is ``model.path`` in the trainers' config (verl's key) and
-``model`` in the evaluation's; a written folder is ``out`` (``--out``); a cap on how much input is used is
-``limit`` (``--limit``), and ``limit=0`` is an error, never "everything".
+``dft ref_logprobs``, ``dft diagnose``, ``dft eval``, ``dft data rft``); a file tool takes ``--flags`` (argparse,
+its help showing every default). One name for each concept: the model is ``model.path`` in the trainers' config
+(verl's key) and ``model`` in the evaluation's; a written folder is ``out`` (``--out``); a cap on how much input
+is used is ``limit`` (``--limit``), and ``limit=0`` is an error, never "everything".
 
 ``preflight(command)`` runs before a Hydra command (``python -m dft`` calls it): ``--help``/``-h`` prints a short help
 (what
@@ -64,6 +64,17 @@ HYDRA_COMMANDS = {
                 ("model.path", "the reference model (set by preset=)"),
                 ("data.train_files", "the parquet to score"),
                 ("ref.output", "the parquet to write"),
+            ),
+            ("preset", "setting"),
+        ),  # fmt: skip
+        HydraCommand(
+            "diagnose",
+            "dft_trainer",
+            (
+                ("model.path", "the starting model (set by preset=)"),
+                ("data.train_files", "the fine-tuning parquet (pass the training run's setting= or data.format=)"),
+                ("out", "the report's folder: report.md, report.json, target_probs.png"),
+                ("limit", "the first N rows scored (default 2000; null: all)"),
             ),
             ("preset", "setting"),
         ),  # fmt: skip

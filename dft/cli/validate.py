@@ -268,10 +268,19 @@ def ray_training(config) -> list[str]:
     return errors
 
 
+def diagnosis(config) -> list[str]:
+    """``dft diagnose``: what scoring checks, a report folder, and a positive ``limit``."""
+    errors = [e for e in training(config, scoring=True) if not e.startswith("ref.output")]
+    if not _get(config, "out"):
+        errors.append("out is not set: give the report's folder, e.g. out=runs/diagnose")
+    return errors + limit(config)
+
+
 CHECKS = {
     "train": training,
     "train_ray": ray_training,
     "ref_logprobs": lambda config: training(config, scoring=True),
+    "diagnose": diagnosis,
     "eval": evaluation,
     "data rft": rejection_sampling,
 }
