@@ -242,6 +242,17 @@ def sampling(config) -> list[str]:
     return errors + choice(config, "backend", list(BACKENDS)) + limit(config)
 
 
+def benchmark_source(config) -> list[str]:
+    """``source=hub`` needs the hub (the datasets client would retry for long): say so now, without a network."""
+    if _get(config, "source") != "hub":
+        return []
+    why = "HF_HUB_OFFLINE is set" if _offline() else _reachable(hub_endpoint())
+    if why is None:
+        return []
+    return [f"source=hub: no network ({hub_endpoint()}: {why}); use source=local (the benchmarks in data_dir, "
+            "default ../shared/data) or set HF_ENDPOINT to a mirror"]  # fmt: skip
+
+
 def evaluation(config) -> list[str]:
     from dft.eval.benchmarks import BENCHMARKS, PAPER, benchmark_names
     from dft.models.prompts import AUTO, PROMPT_TEMPLATES
@@ -252,7 +263,7 @@ def evaluation(config) -> list[str]:
         errors.append(f"benchmarks={value}: give {PAPER} (the paper's five) or a list, e.g. benchmarks=[{value}]")
     elif value:
         errors += choice(OmegaConf.create({"benchmarks": benchmark_names(value)}), "benchmarks", list(BENCHMARKS))
-    errors += choice(config, "source", ["local", "hub"])
+    errors += choice(config, "source", ["local", "hub"]) + benchmark_source(config)
     if not value:
         errors.append(f"benchmarks is empty: name at least one of {', '.join(BENCHMARKS)}")
     return errors + model(config, "model")

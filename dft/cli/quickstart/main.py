@@ -4,7 +4,7 @@ import argparse
 from pathlib import Path
 
 from dft.cli.quickstart import table1, table3
-from dft.core.args import DefaultsHelpFormatter
+from dft.core.args import DefaultsHelpFormatter, at_least, positive_float, positive_int
 
 
 def main(argv=None) -> None:
@@ -15,12 +15,13 @@ def main(argv=None) -> None:
     tables = "table1: Base, SFT, DFT (default); table3: the offline and online baselines too"
     parser.add_argument("table", nargs="?", choices=("table1", "table3"), default="table1", help=tables)
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
-    parser.add_argument("--pretrain-steps", type=int, default=150, help="cross-entropy steps that make Base")
-    parser.add_argument("--steps", type=int, default=100, help="fine-tuning steps per loss (batch 32)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
-    parser.add_argument("--n-train", type=int, default=4000, help="training problems (half pretrain, half fine-tune)")
-    parser.add_argument("--n-test", type=int, default=200, help="held-out problems every row is evaluated on")
-    parser.add_argument("--max-new-tokens", type=int, default=64, help="new tokens per evaluated answer")
+    parser.add_argument("--pretrain-steps", type=positive_int, default=150, help="cross-entropy steps that make Base")
+    parser.add_argument("--steps", type=positive_int, default=100, help="fine-tuning steps per loss (batch 32)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="fine-tuning learning rate")
+    parser.add_argument("--n-train", type=at_least(64, "half pretrains and half fine-tunes, batch 32 each"),
+                        default=4000, help="training problems (half pretrain, half fine-tune)")  # fmt: skip
+    parser.add_argument("--n-test", type=positive_int, default=200, help="held-out problems every row is evaluated on")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=64, help="new tokens per evaluated answer")
     table3.add_arguments(parser.add_argument_group("table3"))
     args = parser.parse_args(argv)
     if args.table == "table3":
