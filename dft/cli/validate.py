@@ -184,6 +184,30 @@ def parquet_columns(key: str, paths: list[str], columns: list[list[str]], what: 
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def prompt_length_errors(config, rows: int = 256) -> list[str]:
+    """``data.max_length`` leaves room for a response in the first ``rows`` rows: their user turns alone, tokenized
+    by the model's ``tokenizer.json`` (the tokenizers library: no model, no transformers), are a lower bound of
+    each prompt; refused when every one is at least ``data.max_length`` (nothing would be trained)."""
+    import pyarrow.parquet as pq
+
+    folder, limit = Path(os.path.expanduser(str(_get(config, "model.path")))), _get(config, "data.max_length")
+    files = [f for f in _files(_get(config, "data.train_files")) if f.endswith(".parquet")]
+    key = str(_get(config, "data.messages_key") or "messages")
+    if not (folder / "tokenizer.json").is_file() or not files or key not in pq.read_schema(files[0]).names:
+        return []
+    from tokenizers import Tokenizer
+
+    batch = next(pq.ParquetFile(files[0]).iter_batches(batch_size=rows, columns=[key]))
+    users = [
+        " ".join(m["content"] or "" for m in row if m["role"] != "assistant") for row in batch.column(0).to_pylist()
+    ]
+    shortest = min(len(e.ids) for e in Tokenizer.from_file(str(folder / "tokenizer.json")).encode_batch(users))
+    if shortest < limit:
+        return []
+    return [f"data.max_length={limit}: every prompt of the first {len(users)} rows of {files[0]} is at least "
+            f"{shortest} tokens, so no response token would be trained; raise data.max_length"]  # fmt: skip
+
+
 def training(config, scoring: bool = False) -> list[str]:
     """``dft train``, ``dft train_ray`` and (``scoring``) ``dft ref_logprobs``."""
     from dft.train.columns import PAIR_TEXT_COLUMNS
@@ -214,6 +238,9 @@ def training(config, scoring: bool = False) -> list[str]:
             errors.append("ref.output: give the parquet to write, e.g. ref.output=data/train.ref.parquet")
     # training starts from a Hugging Face folder or hub id; scoring also takes a run folder (its latest checkpoint)
     errors += model(config, "model.path", run_folders=scoring)
+    if errors:
+        return errors
+    errors = prompt_length_errors(config)
     if errors:
         return errors
     from dft.train.run_record import run_errors
