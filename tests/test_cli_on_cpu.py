@@ -84,7 +84,7 @@ def test_file_tool_help_shows_defaults(command):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """A folder that passes for a model (config.json, a weights file), SFT data with `messages`, and a parquet without it."""
+    """A folder that passes for a model (config.json, weights), SFT data with `messages`, and a parquet without it."""
     root = tmp_path_factory.mktemp("cli")
     (root / "model").mkdir()
     (root / "model" / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
