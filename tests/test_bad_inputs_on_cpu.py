@@ -79,13 +79,22 @@ def ws(tiny, tmp_path_factory):
     (root / "empty.jsonl").write_text("")
     rows = [{"problem": f"What is {i} + 1?", "solution": f"It is \\boxed{{{i + 1}}}."} for i in range(8)]
     (root / "dup.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows + rows))
-    metrics = {"problems": 500, "samples_per_problem": 16}
-    for name, value in (("nan", float("nan")), ("percent", 50.0)):
-        summary = {"prompt_template": "qwen-boxed", "benchmarks": {"math500": {**metrics, "avg@16": value}}}
-        (root / f"{name}.json").write_text(json.dumps(summary))
+    for name, value in (("nan", float("nan")), ("percent", 50.0)):  # summaries that follow the protocol but this
+        (root / f"{name}.json").write_text(json.dumps(summary_with(value)))
     (root / "orphan" / "global_step_1").mkdir(parents=True)
     (root / "scored.parquet").write_bytes(tiny.train_parquet.read_bytes())
     return root
+
+
+def summary_with(math500: float) -> dict:
+    """A summary of the paper's protocol (five benchmarks, 16 samples) whose math500 avg@16 is ``math500``."""
+    from dft.eval.benchmarks import BENCHMARKS, PAPER_BENCHMARKS
+
+    sampling = {"n": 16, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 4096, "seed": 0}
+    benchmarks = {b: {"problems": BENCHMARKS[b].count, "samples_per_problem": 16, "avg@16": 0.5}
+                  for b in PAPER_BENCHMARKS}  # fmt: skip
+    benchmarks["math500"]["avg@16"] = math500
+    return {"prompt_template": "qwen-boxed", "sampling": sampling, "benchmarks": benchmarks}
 
 
 def train_args(tiny, ws, *args, run="run"):
@@ -246,3 +255,11 @@ def test_a_run_folder_is_never_resumed_with_other_data(tiny, ws, tmp_path):
     assert again.returncode == 2 and "Traceback" not in again.stdout + again.stderr
     assert "data.train_files_sha256" in again.stderr and "trainer.default_local_dir=" in again.stderr
     assert sorted(p.name for p in (tmp_path / "real").iterdir()) == before
+
+
+def test_tables_render_the_same_summary_with_a_fraction(tmp_path, capsys):
+    from dft.report.tables import main
+
+    (tmp_path / "good.json").write_text(json.dumps(summary_with(0.4)))
+    main(["table1", "--run", f"Qwen2.5-Math-1.5B/DFT={tmp_path / 'good.json'}"])  # the refusals above are the values'
+    assert "| Qwen2.5-Math-1.5B | DFT |" in capsys.readouterr().out
