@@ -69,6 +69,8 @@ tables() {
 # The paper's rows train with setting=paper (configs/setting/paper.yaml: the official normalisation, data format,
 # bf16 master weights, micro-batch 4) on the official prep's rows; SETTING=corrected trains them with ours instead.
 SETTING=${SETTING:-paper}
+# every knob set in the environment (MODELS, MODEL, SETTING, LOSSES, counts, choices) checked once, before any step
+python -m dft recipes knobs
 # prepare_numina_paper: the official code's data, the first N_TRAIN NuminaMath-CoT rows in the official format.
 prepare_numina_paper() {
   run python -m dft data numina --out "$DATA/numina-paper" --format official --n "$N_TRAIN" --selection first

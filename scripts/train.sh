@@ -30,5 +30,8 @@ cmd=(torchrun "${rendezvous[@]}" --nproc_per_node="$NPROC_PER_NODE" -m dft "$COM
 if [ "$DRY_RUN" = 1 ]; then
   printf '%q ' "${cmd[@]}"; echo
 else
+  # bad overrides are refused here in seconds, one line each, rather than by every torchrun worker
+  DFT_PREFLIGHT_ONLY=1 python -m dft "$COMMAND" "$@"
+  for arg in "$@"; do case $arg in -h | --help) exit 0 ;; esac; done
   exec "${cmd[@]}"
 fi

@@ -12,6 +12,7 @@ from conftest import FP32, check_ok, compose_config, read_log, run_module, tiny_
 
 from dft.train.columns import ref_column
 from dft.train.ref_scoring import step_rows
+from dft.train.run_record import claim_run
 
 ROWS_PER_STEP = 64
 
@@ -68,7 +69,8 @@ def test_scoring_resumes_without_redoing_finished_steps(tiny, scored, tmp_path):
     _, frame = scored
     output = tmp_path / "train.ref.parquet"
     parts = tmp_path / "train.ref.parquet.parts"
-    parts.mkdir()
+    made = ["preset=tiny-cpu", f"model.path={tiny.model_dir}", f"data.train_files={tiny.train_parquet}"]
+    claim_run(compose_config([*made, f"ref.output={output}"]), scoring=True)  # a scoring of these rows made the parts
     sentinel = {}
     for rank in range(2):
         first_step = step_rows(len(frame), ROWS_PER_STEP, 2, rank)[0]

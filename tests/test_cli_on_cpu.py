@@ -84,10 +84,11 @@ def test_file_tool_help_shows_defaults(command):
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """A folder that passes for a model (config.json), SFT data with `messages`, and a parquet without it."""
+    """A folder that passes for a model (config.json, weights), SFT data with `messages`, and a parquet without it."""
     root = tmp_path_factory.mktemp("cli")
     (root / "model").mkdir()
     (root / "model" / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (root / "model" / "model.safetensors").write_bytes(b"")  # a folder without weights is refused
     messages = [[{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}]]
     pd.DataFrame({"messages": messages, "id": ["0"], "answer": ["2"]}).to_parquet(root / "sft.parquet")
     pd.DataFrame({"problem": ["1+1?"], "answer": ["2"]}).to_parquet(root / "plain.parquet")

@@ -220,8 +220,10 @@ def test_slurm_torchrun_runs_what_its_dry_run_prints(cluster):
     job = {**SLURM_JOB, "SLURM_JOB_NODELIST": "n1,n2", "SLURM_NNODES": "2"}
     dry = printed(cluster.run(script("slurm/train.sbatch"), OVERRIDES, DRY_RUN="1", **job).stdout)
     cluster.run(script("slurm/train.sbatch"), OVERRIDES, **job)
-    # the fake srun runs its command once, here: the step, then the torchrun it starts (one node's)
-    assert cluster.log == [dry[0][1], dry[1][1]]
+    # the fake srun runs its command once, here: the step, then scripts/train.sh's check of the overrides (one
+    # process, so a bad one is refused once, without torchrun's noise), then the torchrun it starts (one node's)
+    check = ["python", "-m", "dft", "train", *OVERRIDES]
+    assert cluster.log == [dry[0][1], check, dry[1][1]]
 
 
 def test_slurm_templates_find_the_repo_from_the_submit_directory(cluster, tmp_path):

@@ -26,6 +26,7 @@ def test_dft_trains_saves_and_resumes_without_losing_a_step(tiny, tmp_path):
     resumed = tmp_path / "resumed"
     shutil.copytree(full / "ckpt" / "global_step_3", resumed / "ckpt" / "global_step_3")
     (resumed / "ckpt" / "latest_checkpointed_iteration.txt").write_text("3")
+    shutil.copy(full / "ckpt" / "fingerprint.json", resumed / "ckpt")  # what made the run (dft.train.run_record)
     result = run_module(
         "train", tiny_overrides(tiny, resumed, steps=6) + ["trainer.save_freq=3"], resumed / "log.jsonl", nproc=2
     )

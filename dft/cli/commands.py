@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,8 @@ COMMANDS = {
     "recipes": "dft.cli.recipe_check:main",
     "quickstart": "dft.cli.quickstart.main:main",
 }
+# set to 1: a Hydra command only checks its overrides (dft.cli.preflight) and exits
+PREFLIGHT_ONLY = "DFT_PREFLIGHT_ONLY"
 GROUPS = sorted({name.split()[0] for name in COMMANDS if " " in name})
 
 
@@ -81,6 +84,8 @@ def run(command: str, args: list[str]) -> None:
 
     if command in HYDRA_COMMANDS:
         preflight(command, args, summary(command))  # --help and bad overrides, answered before verl is imported
+        if os.environ.get(PREFLIGHT_ONLY) == "1":  # scripts/train.sh: check once, before torchrun starts workers
+            raise SystemExit(0)
     module, function = COMMANDS[command].split(":")
     sys.argv = [f"python -m dft {command}", *args]
     getattr(importlib.import_module(module), function)()

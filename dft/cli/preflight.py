@@ -198,6 +198,51 @@ def compose_config(command: HydraCommand, overrides: list[str], with_hydra: bool
         return compose(command.config, overrides=overrides + extra, return_hydra_config=with_hydra)
 
 
+def _nearest(word: str, candidates) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(word, [str(c) for c in candidates], n=1, cutoff=0.6)
+    return f"; did you mean {near[0]}?" if near else ""
+
+
+def _unknown_key(command: HydraCommand, overrides: list[str], key: str) -> str:
+    """``key`` is not in the config: name the nearest key of the section it was meant for."""
+    from omegaconf import OmegaConf
+
+    rest = [o for o in overrides if o.split("=")[0].lstrip("+~") != key]
+    try:
+        node = compose_config(command, rest)
+    except Exception:  # noqa: BLE001
+        return ""
+    parts, known = key.split("."), []
+    while parts and OmegaConf.is_dict(node) and parts[0] in node:
+        known.append(parts.pop(0))
+        node = node[known[-1]]
+    if not parts or not OmegaConf.is_dict(node):
+        return ""
+    where = ".".join(known)
+    near = _nearest(parts[0], node.keys())
+    near = near.replace("mean ", f"mean {where}.") if where else near
+    return (f"{key}: no such key{' in ' + where if where else ''}{near} (python -m dft {command.name} --cfg job "
+            f"lists every key; +{key}=... adds a new one)")  # fmt: skip
+
+
+def compose_errors(command: HydraCommand, overrides: list[str], err: Exception) -> list[str]:
+    """A one-line message for Hydra's refusal of an unknown key or config choice (empty: leave it to Hydra)."""
+    import re
+
+    text = str(err)
+    unknown = re.search(r"Could not override '([^']+)'", text)
+    if unknown and "not in struct" in str(err.__cause__):
+        return [m for m in [_unknown_key(command, overrides, unknown.group(1))] if m]
+    missing = re.search(r"Could not find '([\w-]+)/([^']+)'", text)
+    if missing and (CONFIGS / missing.group(1)).is_dir():
+        group, value = missing.groups()
+        valid = config_names(group)
+        return [f"{group}={value}: no such {group}{_nearest(value, valid)} (valid: {', '.join(valid)})"]
+    return []
+
+
 def fail(errors: list[str], status: int = 2) -> None:
     """Print every error (one line each, no traceback) and exit with ``status``."""
     for error in errors:
@@ -221,7 +266,10 @@ def preflight(name: str, argv: list[str], summary: str = "") -> None:
         return
     try:
         config = compose_config(command, overrides)
-    except Exception:  # noqa: BLE001  (Hydra reports a bad override itself, in the real run)
+    except Exception as err:  # noqa: BLE001  (what is not named here Hydra reports itself, in the real run)
+        errors = compose_errors(command, overrides, err)
+        if errors:
+            fail(errors)
         return
     from dft.cli.validate import validate
 

@@ -258,9 +258,17 @@ def main(argv=None) -> None:
         description=__doc__.splitlines()[0],
         formatter_class=DefaultsHelpFormatter,
     )
-    parser.add_argument("action", choices=["check"])
+    parser.add_argument(
+        "action",
+        choices=["check", "knobs"],
+        help="check: a dry run's commands compose; knobs: a recipe's environment variables are valid",
+    )
     parser.add_argument("file", nargs="?", type=Path, help="a recipe's dry-run output (default: stdin)")
     args = parser.parse_args(argv)
+    if args.action == "knobs":
+        from dft.cli.recipe_knobs import main as knobs
+
+        return knobs()
     text = args.file.read_text() if args.file else sys.stdin.read()
     programs, errors = check_lines(text.splitlines())
     for error in errors:

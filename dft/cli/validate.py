@@ -7,6 +7,7 @@ judge (the dataset's rows, the engine's settings) is left to the trainer's own c
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -14,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
+
+from dft.core.io import parquet_schema
 
 # a hub id: one "/" between an organisation and a name (a local path that does not exist has another shape, or a
 # first part that is a local folder)
@@ -47,6 +50,8 @@ def number(config, key: str, minimum: float | None = None, integer: bool = False
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         return [f"{key}={value!r} is not {kind}{'; null for none' if optional else ''}"]
+    if not math.isfinite(value):
+        return [f"{key}={value} is not a finite number"]
     if minimum is not None and (value <= minimum if above else value < minimum):
         return [f"{key}={value} must be {'above' if above else 'at least'} {minimum}"]
     return []
@@ -104,7 +109,7 @@ def _offline() -> bool:
 def hub_model(key: str, repo: str) -> list[str]:
     """A hub id is usable if it is cached, or the hub answers; with no network and no cached copy, say so now
     (the hub client would retry for about a minute). A cached copy without network is used offline."""
-    fetch = f"download it where there is a network (huggingface-cli download {repo}) and pass the local folder"
+    fetch = f"download it where there is a network (hf download {repo}) and pass the local folder"
     if _offline():
         if _cached(repo):
             return []
@@ -137,6 +142,11 @@ def model(config, key: str, run_folders: bool = True) -> list[str]:
         if not (run_folders and latest_step_dir(path) is not None):
             kind = "a Hugging Face model folder or a verl run folder" if run_folders else "a Hugging Face model folder"
             return [f"{key}={value}: no config.json in it; give {kind}"]
+        return []
+    weights = [p for p in path.iterdir() if p.name.endswith((".safetensors", ".bin", ".pt"))]
+    if not weights:
+        return [f"{key}={value}: config.json but no weights (*.safetensors, *.bin) in it; copy the weights in, or "
+                "give the folder that holds them"]  # fmt: skip
     return []
 
 
@@ -159,10 +169,11 @@ def parquet_columns(key: str, paths: list[str], columns: list[list[str]], what: 
         if not os.path.exists(path):
             errors += [f"{key}: no such file: {path}"] if missing else []
         elif path.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            names = set(pq.read_schema(path).names)
-            if not any(set(c) <= names for c in columns):
+            names, why = parquet_schema(path)
+            names = set(names)
+            if why:
+                errors.append(f"{key}: {path} {why}")
+            elif not any(set(c) <= names for c in columns):
                 wanted = " or ".join("(" + ", ".join(c) + ")" for c in columns)
                 errors.append(f"{key}: {path} has columns {sorted(names)}, not {wanted}; {what}")
     return errors
@@ -171,6 +182,30 @@ def parquet_columns(key: str, paths: list[str], columns: list[list[str]], what: 
 # ---------------------------------------------------------------------------------------------------------------
 # Per command
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def prompt_length_errors(config, rows: int = 256) -> list[str]:
+    """``data.max_length`` leaves room for a response in the first ``rows`` rows: their user turns alone, tokenized
+    by the model's ``tokenizer.json`` (the tokenizers library: no model, no transformers), are a lower bound of
+    each prompt; refused when every one is at least ``data.max_length`` (nothing would be trained)."""
+    import pyarrow.parquet as pq
+
+    folder, limit = Path(os.path.expanduser(str(_get(config, "model.path")))), _get(config, "data.max_length")
+    files = [f for f in _files(_get(config, "data.train_files")) if f.endswith(".parquet")]
+    key = str(_get(config, "data.messages_key") or "messages")
+    if not (folder / "tokenizer.json").is_file() or not files or key not in pq.read_schema(files[0]).names:
+        return []
+    from tokenizers import Tokenizer
+
+    batch = next(pq.ParquetFile(files[0]).iter_batches(batch_size=rows, columns=[key]))
+    users = [
+        " ".join(m["content"] or "" for m in row if m["role"] != "assistant") for row in batch.column(0).to_pylist()
+    ]
+    shortest = min(len(e.ids) for e in Tokenizer.from_file(str(folder / "tokenizer.json")).encode_batch(users))
+    if shortest < limit:
+        return []
+    return [f"data.max_length={limit}: every prompt of the first {len(users)} rows of {files[0]} is at least "
+            f"{shortest} tokens, so no response token would be trained; raise data.max_length"]  # fmt: skip
 
 
 def training(config, scoring: bool = False) -> list[str]:
@@ -198,10 +233,19 @@ def training(config, scoring: bool = False) -> list[str]:
                                   needs + ([pairs] if scoring else []), how, missing=False)  # fmt: skip
     if scoring:
         errors += number(config, "ref.rows_per_step", minimum=1, integer=True)
+        errors += number(config, "ref.topk", minimum=0, integer=True, optional=True)
         if not _get(config, "ref.output"):
             errors.append("ref.output: give the parquet to write, e.g. ref.output=data/train.ref.parquet")
     # training starts from a Hugging Face folder or hub id; scoring also takes a run folder (its latest checkpoint)
-    return errors + model(config, "model.path", run_folders=scoring)
+    errors += model(config, "model.path", run_folders=scoring)
+    if errors:
+        return errors
+    errors = prompt_length_errors(config)
+    if errors:
+        return errors
+    from dft.train.run_record import run_errors
+
+    return run_errors(config, scoring)
 
 
 def sampling(config) -> list[str]:
@@ -225,6 +269,17 @@ def sampling(config) -> list[str]:
     return errors + choice(config, "backend", list(BACKENDS)) + limit(config)
 
 
+def benchmark_source(config) -> list[str]:
+    """``source=hub`` needs the hub (the datasets client would retry for long): say so now, without a network."""
+    if _get(config, "source") != "hub":
+        return []
+    why = "HF_HUB_OFFLINE is set" if _offline() else _reachable(hub_endpoint())
+    if why is None:
+        return []
+    return [f"source=hub: no network ({hub_endpoint()}: {why}); use source=local (the benchmarks in data_dir, "
+            "default ../shared/data) or set HF_ENDPOINT to a mirror"]  # fmt: skip
+
+
 def evaluation(config) -> list[str]:
     from dft.eval.benchmarks import BENCHMARKS, PAPER, benchmark_names
     from dft.models.prompts import AUTO, PROMPT_TEMPLATES
@@ -235,7 +290,7 @@ def evaluation(config) -> list[str]:
         errors.append(f"benchmarks={value}: give {PAPER} (the paper's five) or a list, e.g. benchmarks=[{value}]")
     elif value:
         errors += choice(OmegaConf.create({"benchmarks": benchmark_names(value)}), "benchmarks", list(BENCHMARKS))
-    errors += choice(config, "source", ["local", "hub"])
+    errors += choice(config, "source", ["local", "hub"]) + benchmark_source(config)
     if not value:
         errors.append(f"benchmarks is empty: name at least one of {', '.join(BENCHMARKS)}")
     return errors + model(config, "model")
@@ -287,5 +342,5 @@ CHECKS = {
 
 
 def validate(command: str, config) -> list[str]:
-    """Every problem found in ``config`` for the Hydra command ``command`` (empty: go ahead)."""
-    return CHECKS[command](config)
+    """Every problem found in ``config`` for the Hydra command ``command`` (empty: go ahead), each once."""
+    return list(dict.fromkeys(CHECKS[command](config)))

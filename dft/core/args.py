@@ -14,6 +14,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def at_least(minimum: int, why: str = ""):
+    """argparse type of a count of at least ``minimum`` (``why``: what needs that many)."""
+
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}{': ' + why if why else ''}")
+        return value
+
+    return count
+
+
+def positive_float(text: str) -> float:
+    """argparse type of a rate (a learning rate): a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number above 0")
+    return value
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """argparse help that shows each option's default, unless its help already says it, it has none, or it is a
     flag; the formatter of every file tool (``formatter_class=DefaultsHelpFormatter``)."""

@@ -31,3 +31,16 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def parquet_schema(path: str | os.PathLike) -> tuple[list[str], str | None]:
+    """(a parquet file's columns, None), or ([], why it is unusable: not a parquet file, or no rows)."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_metadata(path)
+    except Exception as err:  # noqa: BLE001  (pyarrow raises several kinds for a file that is not parquet)
+        return [], f"is not a parquet file ({type(err).__name__}); prepare it with python -m dft data <name>"
+    if metadata.num_rows == 0:
+        return [], "has no rows; prepare it again, or give a file with rows"
+    return list(metadata.schema.to_arrow_schema().names), None

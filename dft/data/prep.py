@@ -197,6 +197,8 @@ def build_report(spec: DatasetSpec, opts: PrepOptions, inputs: Rows, splits, val
         "unselected_rows": unselected,
         "skipped": dict(sorted(validator.skipped.items())),
         "skipped_examples": validator.skipped_examples,
+        "duplicate_rows": len(validator.duplicates),  # rows whose problem an earlier row of the same split has
+        "duplicate_examples": validator.duplicates[:5],
         "format": opts.format,
         "over_length": {
             "policy": opts.over_length,
@@ -314,4 +316,7 @@ def main_for(spec: DatasetSpec, argv: list[str] | None = None) -> dict:
         f"in {opts.out} (skipped {report['skipped_rows']} [{skipped}], unselected {report['unselected_rows']}; "
         f"{report['seconds']:.1f} s)"
     )
+    if report["duplicate_rows"]:
+        print(f"{spec.name}: {report['duplicate_rows']} row(s) repeat the problem of an earlier row of their split "
+              f"(kept; e.g. {report['duplicate_examples'][0]}); no problem is in both splits")  # fmt: skip
     return report

@@ -28,6 +28,7 @@ from dft.data.training_format import encode_official, official_template, prompt_
 CHUNK = 512  # rows validated (and tokenized) per batch
 EXAMPLES_PER_REASON = 5  # positions of skipped rows kept in the report, per reason
 OVER_LENGTH = "longer than max_length"
+DUPLICATE = "problem already selected (validation rows are unique, and in no other split)"
 
 
 class DataPrepError(ValueError):
@@ -42,6 +43,7 @@ class Validator:
         self.skipped: Counter = Counter()
         self.skipped_examples: dict[str, list[str]] = {}
         self.over_length_rows: list[str] = []
+        self.duplicates: list[str] = []  # rows whose problem text an earlier selected row has (kept in train)
         self.template = official_template(tokenizer) if tokenizer is not None and opts.format == "official" else None
 
     def __enter__(self):
@@ -121,13 +123,41 @@ def token_lengths(tokenizer, conversations: list[list[dict]]) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
 
-def take(candidates: Sequence[int], need: int | None, validator: Validator) -> tuple[list, int]:
+def _problem(example) -> str | None:
+    """The problem text that makes two rows duplicates (None for rows that are not conversations)."""
+    user = getattr(example, "user", None)
+    return " ".join(user.split()) if isinstance(user, str) else None
+
+
+def _duplicate(validator: Validator, index: int, result, seen: dict, exclude: frozenset, unique: bool) -> bool:
+    """Record a row whose problem was selected before (``seen``: problem -> first row's label); True if its
+    problem is in ``exclude`` (the other split) or, ``unique``, in ``seen``: it is left out, counted as skipped."""
+    problem, label = _problem(result), validator.inputs.label(index)
+    if problem is None:
+        return False
+    if problem in exclude or (unique and problem in seen):
+        validator.skipped[DUPLICATE] += 1
+        examples = validator.skipped_examples.setdefault(DUPLICATE, [])
+        if len(examples) < EXAMPLES_PER_REASON:
+            examples.append(f"{label}: its problem is already selected")
+        return True
+    if problem in seen:
+        validator.duplicates.append(f"{label} repeats {seen[problem]}")
+    seen.setdefault(problem, label)
+    return False
+
+
+def take(candidates: Sequence[int], need: int | None, validator: Validator, exclude: frozenset = frozenset(),
+         seen: dict | None = None, unique: bool = False) -> tuple[list, int]:  # fmt: skip
     """Visit ``candidates`` in order until ``need`` good rows are found (all rows if None).
 
-    Returns the good rows and how many candidates were visited; bad rows among them went through the policy.
+    Returns the good rows and how many candidates were visited; bad rows among them went through the policy, and
+    rows whose problem is in ``exclude`` (the other split) or (``unique``) taken before were left out. ``seen``
+    collects the problems taken.
     """
     accepted: list = []
     visited = 0
+    seen = {} if seen is None else seen
     while visited < len(candidates) and (need is None or len(accepted) < need):
         size = CHUNK if need is None else min(CHUNK, max(need - len(accepted), 16))
         chunk = list(candidates[visited : visited + size])
@@ -137,7 +167,7 @@ def take(candidates: Sequence[int], need: int | None, validator: Validator) -> t
             visited += 1
             if isinstance(result, BadRow):
                 validator.reject(index, result)
-            else:
+            elif not _duplicate(validator, index, result, seen, exclude, unique):
                 accepted.append(result)
     return accepted, visited
 
@@ -157,19 +187,28 @@ def _require(found: int, need: int, what: str, validator: Validator) -> None:
 
 
 def select_and_split(total: int, opts, validator: Validator) -> tuple[list, list, int]:
-    """(train, val, unselected row count), following the selection rules in the module docstring."""
+    """(train, val, unselected row count), following the selection rules in the module docstring; a problem is
+    never in both splits (its rows in the second split drawn are left out, counted as skipped)."""
+    if total == 0:
+        raise DataPrepError(f"{validator.inputs.where} has no rows: give a file (or hub split) with rows")
     order = list(range(total)) if opts.selection == "first" else _permutation(range(total), opts.seed)
     val_seed = [1, opts.seed]  # a second stream, so val rows are random even under --selection first
     if opts.n is not None:
-        train, visited = take(order, opts.n, validator)
+        train_seen: dict = {}
+        train, visited = take(order, opts.n, validator, seen=train_seen)
         _require(len(train), opts.n, "--n", validator)
         rest = _permutation(order[visited:], val_seed)
-        val, visited_val = take(rest, opts.val_size, validator) if opts.val_size else ([], 0)
+        val, visited_val = (
+            take(rest, opts.val_size, validator, frozenset(train_seen), unique=True) if opts.val_size else ([], 0)
+        )
         _require(len(val), opts.val_size, "--val-size", validator)
         return train, val, total - visited - visited_val
     candidates = _permutation(order, val_seed)
-    val, visited_val = take(candidates, opts.val_size, validator) if opts.val_size else ([], 0)
+    val_seen: dict = {}
+    val, visited_val = (
+        take(candidates, opts.val_size, validator, seen=val_seen, unique=True) if opts.val_size else ([], 0)
+    )
     _require(len(val), opts.val_size, "--val-size", validator)
     seen = set(candidates[:visited_val])
-    train, _ = take([i for i in order if i not in seen], None, validator)
+    train, _ = take([i for i in order if i not in seen], None, validator, frozenset(val_seen))
     return train, val, 0

@@ -46,8 +46,13 @@ def weights_digest(model_dir: Path) -> str:
     files = sorted(p for p in Path(model_dir).iterdir() if p.name.endswith(WEIGHT_SUFFIXES))
     if not files:
         raise FileNotFoundError(f"{model_dir}: no weight files ({', '.join('*' + s for s in WEIGHT_SUFFIXES)})")
+    return files_digest(files)
+
+
+def files_digest(files) -> str:
+    """sha256 over each file's name, size and contents (whole up to 64 MiB, else 64 evenly spaced MiB)."""
     digest = hashlib.sha256()
-    for path in files:
+    for path in map(Path, files):
         size = path.stat().st_size
         digest.update(f"{path.name}:{size}\n".encode())
         with open(path, "rb") as f:
@@ -70,7 +75,7 @@ def text_digest(text: str) -> str:
     return _sha256(text.encode())
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     """``key: old -> new`` for every differing leaf (benchmarks only where both folders have them)."""
     out = []
     for key in sorted(set(old) | set(new)):
@@ -78,37 +83,49 @@ def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
             continue
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
+            out += differences(a, b, f"{prefix}{key}.")
         elif a != b:
             out.append(f"{prefix}{key}: {json.dumps(a)[:120]} in the folder, {json.dumps(b)[:120]} now")
     return out
 
 
-def claim(out_dir: Path, fingerprint: dict) -> None:
-    """Write ``fingerprint`` to ``out_dir``, or check it against the one there (new benchmarks are added).
+def check(out_dir: Path, fingerprint: dict, key: str = "out=", contents: str = "*.jsonl",
+          what: str = "responses") -> dict | None:  # fmt: skip
+    """The fingerprint recorded in ``out_dir`` (None: none yet), after checking it against ``fingerprint``.
 
-    Raises ValueError naming the folder and every difference; a folder with responses but no fingerprint is
-    refused too (its origin is unknown).
-    """
+    Raises ValueError naming the folder and every difference; a folder holding ``contents`` (responses, a run's
+    checkpoints) but no fingerprint is refused too (its origin is unknown). ``key`` names the folder's option in
+    the message (``out=``, ``--out``, ``trainer.default_local_dir=``). Writes nothing."""
     out_dir = Path(out_dir)
     path = out_dir / FILE
     if not path.is_file():
-        stray = sorted(p.name for p in out_dir.glob("*.jsonl")) if out_dir.is_dir() else []
+        stray = sorted(p.name for p in out_dir.glob(contents)) if out_dir.is_dir() else []
         if stray:
-            raise ValueError(f"{out_dir} holds responses ({', '.join(stray)}) but no {FILE}: their origin is unknown; "
-                             "use a new out= folder or remove them")  # fmt: skip
-        write_json_atomic(path, fingerprint)
-        return
+            raise ValueError(f"{out_dir} holds {what} ({', '.join(stray[:5])}) but no {FILE}: their origin is unknown; "
+                             f"use a new {key} folder or remove them")  # fmt: skip
+        return None
     try:
         recorded = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err.msg}); restore it or use a new out= folder") from None
-    differences = _differences(recorded, fingerprint)
-    if differences:
+        raise ValueError(f"{path}: not valid JSON ({err.msg}); restore it or use a new {key} folder") from None
+    differing = differences(recorded, fingerprint)
+    if differing:
         raise ValueError(
-            f"{out_dir} holds results of a different run ({FILE}), so resuming would mix them:\n  "
-            + "\n  ".join(differences) + "\nUse a new out= folder, or remove this one to start over."
+            f"{out_dir} holds results of a different run ({FILE}), so resuming would mix them: "
+            + "; ".join(differing) + f". Use a new {key} folder, or remove this one to start over."
         )  # fmt: skip
+    return recorded
+
+
+def claim(out_dir: Path, fingerprint: dict, key: str = "out=", contents: str = "*.jsonl",
+          what: str = "responses") -> None:  # fmt: skip
+    """Write ``fingerprint`` to ``out_dir``, or check it against the one there (:func:`check`; new benchmarks are
+    added)."""
+    recorded = check(out_dir, fingerprint, key, contents, what)
+    path = Path(out_dir) / FILE
+    if recorded is None:
+        write_json_atomic(path, fingerprint)
+        return
     if "benchmarks" not in fingerprint:  # a record without benchmarks (a training run's command) is checked only
         return
     merged = {**recorded, "benchmarks": {**recorded.get("benchmarks", {}), **fingerprint["benchmarks"]}}

@@ -47,6 +47,9 @@ def paper_prompt(model: str) -> str | None:
     return next((p.eval_prompt for p in presets().values() if p.paper_name == model), None)
 
 
+FRACTIONS = ("avg", "pass", "maj", "mean_acc")  # metric names (before any @k) that hold a fraction
+
+
 def check_summary(summary, where: str, benchmarks: list[str]) -> None:
     """Raise ValueError naming ``where`` unless ``summary`` has the shape ``dft eval`` writes."""
     if not isinstance(summary, dict) or not isinstance(summary.get("benchmarks"), dict):
@@ -60,6 +63,18 @@ def check_summary(summary, where: str, benchmarks: list[str]) -> None:
             raise ValueError(f"{where}: benchmark {name!r} lacks samples_per_problem and its avg@k")
         if not isinstance(metrics.get("problems"), int):
             raise ValueError(f"{where}: benchmark {name!r} lacks its number of problems")
+        _check_fractions(metrics, where, name)
+
+
+def _check_fractions(metrics: dict, where: str, name: str) -> None:
+    """Every accuracy of a benchmark (avg@k, pass@k, maj@k, mean_acc) is a fraction: a number in [0, 1]."""
+    for key, value in metrics.items():
+        if key.split("@")[0] not in FRACTIONS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not 0 <= value <= 1:  # NaN fails both
+            hint = " (a percent where a fraction belongs?)" if 1 < value <= 100 else ""
+            raise ValueError(f"{where}: benchmark {name!r} field {key} is {value}, not a fraction in [0, 1]{hint}; "
+                             "evaluate again or fix the file")  # fmt: skip
 
 
 def deviations(summary: dict, model: str, benchmarks: list[str], protocol: dict) -> list[str]:

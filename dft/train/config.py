@@ -9,6 +9,7 @@ import os
 
 from omegaconf import DictConfig, open_dict
 
+from dft.core.io import parquet_schema
 from dft.data.training_format import check_format, file_format
 from dft.train.logprob_path import log_prob_path
 from dft.train.losses.registry import LossConfig, loss_config_from, loss_errors
@@ -24,14 +25,50 @@ def _local_files(files) -> list[str]:
     return [os.path.expanduser(str(p)) for p in paths if _is_local_path(os.path.expanduser(str(p)))]
 
 
-def data_file_errors(config: DictConfig, training: bool = True) -> list[str]:
-    """The run's local data files that are missing, or (``training``) training files that hold less than one batch
-    (verl would die with a ZeroDivisionError: an epoch of zero steps). The one check of the data files: the command
-    line runs it before any model loads (``dft.cli.validate``), ``prepare_config`` for a run started from Python."""
+def _response_errors(field: str, path: str, messages_key: str, rows: int = 1000) -> list[str]:
+    """The first ``rows`` rows of a conversation file hold at least one non-empty assistant response."""
     import pyarrow.parquet as pq
 
-    errors = [f"data.{field}: no such file: {path}" for field in ("train_files", "val_files")
-              for path in _local_files(config.data.get(field)) if not os.path.exists(path)]  # fmt: skip
+    batch = next(pq.ParquetFile(path).iter_batches(batch_size=rows, columns=[messages_key]), None)
+    if batch is None:
+        return []
+    replies = [str(m.get("content") or "").strip() for row in batch.column(0).to_pylist() for m in row or []
+               if m.get("role") == "assistant"]  # fmt: skip
+    if any(replies):
+        return []
+    return [f"data.{field}: {path}: the responses of its first {batch.num_rows} rows are all empty, so training "
+            "would learn nothing; prepare the data again (python -m dft data <name>)"]  # fmt: skip
+
+
+def _file_errors(config: DictConfig, field: str, path: str, training: bool) -> list[str]:
+    """One local file: it exists, is a parquet with rows, was prepared in ``data.format``, has responses."""
+    if not os.path.exists(path):
+        return [f"data.{field}: no such file: {path}"]
+    if not path.endswith(".parquet"):
+        return []
+    names, why = parquet_schema(path)
+    if why:
+        return [f"data.{field}: {path} {why}"]
+    fmt, prepared = config.data.get("format", "chat"), file_format(path)
+    if prepared is not None and prepared != fmt:
+        return [f"data.{field}: {path} was prepared in the {prepared!r} format, but data.format={fmt}: prepare it "
+                f"with --format {fmt} (python -m dft data <name>) or set data.format={prepared}"]  # fmt: skip
+    if prepared is None and fmt == "official" and training:
+        return [f"data.{field}: {path} records no format, so it may not be in the official one data.format=official "
+                "reads; prepare it with python -m dft data <name> --format official"]  # fmt: skip
+    key = config.data.get("messages_key", "messages")
+    return _response_errors(field, path, key) if training and key in names else []
+
+
+def data_file_errors(config: DictConfig, training: bool = True) -> list[str]:
+    """The run's local data files that are missing, unreadable, empty, prepared in another format or (``training``)
+    without a response, and training files that hold less than one batch (verl would die with a ZeroDivisionError:
+    an epoch of zero steps). The one check of the data files: the command line runs it before any model loads
+    (``dft.cli.validate``), ``prepare_config`` for a run started from Python."""
+    import pyarrow.parquet as pq
+
+    errors = [error for field in ("train_files", "val_files") for path in _local_files(config.data.get(field))
+              for error in _file_errors(config, field, path, training)]  # fmt: skip
     train = _local_files(config.data.get("train_files"))
     if not errors and training and train and all(p.endswith(".parquet") for p in train):
         rows = sum(pq.read_metadata(p).num_rows for p in train)
@@ -99,7 +136,7 @@ def _local_parquets(config: DictConfig) -> list[tuple[str, str]]:
 
 def choose_dataset(config: DictConfig, loss: LossConfig) -> None:
     """Point verl's ``data.custom_cls`` at the dataset for ``data.format`` and the loss, and check that the files
-    have the loss's columns and were prepared in that format."""
+    have the loss's columns (their format is checked by :func:`data_file_errors`)."""
     import pyarrow.parquet as pq
 
     from dft.train.sft_datasets import dataset_for
@@ -116,12 +153,6 @@ def choose_dataset(config: DictConfig, loss: LossConfig) -> None:
             raise ValueError(
                 f"data.{field}: {path} lacks column(s) {missing} that loss.name={loss.name} needs; "
                 "reference log-probs are added by `python -m dft ref_logprobs` (the top-K for asft: ref.topk=K)"
-            )
-        prepared = file_format(path)
-        if prepared is not None and prepared != fmt:
-            raise ValueError(
-                f"data.{field}: {path} was prepared in the {prepared!r} format, but data.format={fmt}: prepare it "
-                f"with --format {fmt} (dft.data) or set data.format={prepared}"
             )
 
 

@@ -24,8 +24,10 @@ def train(config) -> None:
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
 
     from dft.train.config import prepare_config
+    from dft.train.run_record import claim_run
     from dft.train.trainer import DFTTrainer
 
+    claim_run(config)  # a folder another config or other data made is never resumed
     config = prepare_config(config)
     initialize_global_process_group()
     DFTTrainer(config=config).fit()
@@ -39,8 +41,10 @@ def train_ray(config) -> None:
 
     from dft.train.config import prepare_config
     from dft.train.cpu_platform import on_cpu
+    from dft.train.run_record import claim_run
     from dft.train.trainer import DFTRayTrainer
 
+    claim_run(config)
     config = prepare_config(config)  # first: it sets the run's log paths, which the workers inherit
     if not ray.is_initialized():
         # Workers of a local cluster import verl afresh; make them pick the same platform as this driver.

@@ -26,6 +26,7 @@ parts are merged into the output at the end.
 """
 
 import os
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from dft.models.checkpoints import resolve_model
 from dft.train.columns import PAIR_SIDES, TOPK_COLUMNS, ref_column
 from dft.train.config import prepare_config
 from dft.train.ref_topk import arrow_columns, scored_topk, storage_row, topk_hook, with_topk_metadata
+from dft.train.run_record import METADATA, claim_run
 from dft.train.sft_datasets import PairCollator, PreferencePairDataset, target_positions
 
 
@@ -162,8 +164,12 @@ def _steps_done(done_rows: set[int], steps: list[list[int]]) -> int:
     return int(agreed.item())
 
 
-def write_output(files: list[str], scored: dict, pairs: bool, output: Path, topk: int = 0) -> None:
-    """The input rows with the reference log-prob column(s) (or the top-K columns) added, written atomically."""
+def write_output(files: list[str], scored: dict, pairs: bool, output: Path, topk: int = 0,
+                 fingerprint: dict | None = None) -> None:  # fmt: skip
+    """The input rows with the reference log-prob column(s) (or the top-K columns) added, written atomically, with
+    the scoring's ``fingerprint`` in the file's metadata (``dft.train.run_record``)."""
+    import json
+
     import pyarrow as pa
 
     table = pa.concat_tables([pq.read_table(f) for f in files])
@@ -183,6 +189,8 @@ def write_output(files: list[str], scored: dict, pairs: bool, output: Path, topk
     else:
         column = [scored[row] for row in range(table.num_rows)]
         table = _with_column(table, ref_column(), pa.array(column, type=float_lists))
+    if fingerprint is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA: json.dumps(fingerprint)})
     atomic_write(output, lambda tmp: pq.write_table(table, tmp))
 
 
@@ -192,7 +200,7 @@ def _with_column(table, name: str, values):
     return table.append_column(name, values)
 
 
-def score(config) -> Path:
+def score(config, fingerprint: dict | None = None) -> Path:
     """Score every row of ``data.train_files`` on all ranks and write ``ref.output``; return its path."""
     from verl.utils.distributed import destroy_global_process_group, initialize_global_process_group
 
@@ -223,10 +231,8 @@ def score(config) -> Path:
         scored = {}
         for rank_part in sorted(parts.glob("rank*.jsonl")):
             scored.update(scored_rows(rank_part))
-        write_output(files, scored, pairs, output, scorer.topk)
-        for rank_part in parts.glob("rank*.jsonl"):
-            rank_part.unlink()
-        parts.rmdir()
+        write_output(files, scored, pairs, output, scorer.topk, fingerprint)
+        shutil.rmtree(parts)
         print(f"[dft ref_logprobs] wrote {output}")
     torch.distributed.barrier()
     destroy_global_process_group()
@@ -254,5 +260,6 @@ def check_config(config) -> None:
 
 @hydra.main(config_path=str(CONFIGS), config_name="dft_trainer", version_base=None)
 def main(config) -> None:
+    fingerprint = claim_run(config, scoring=True)  # before check_config resolves model.path
     check_config(config)
-    score(prepare_config(config, training=False))
+    score(prepare_config(config, training=False), fingerprint)

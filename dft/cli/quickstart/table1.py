@@ -83,7 +83,7 @@ def claim_run_dir(run_dir: Path, command: list[str]) -> None:
     record = dict(str(arg).replace(str(run_dir), "{run_dir}").split("=", 1) for arg in command)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        claim(run_dir, record)
+        claim(run_dir, record, key="--out")
     except ValueError as err:
         raise SystemExit(str(err)) from None
 
