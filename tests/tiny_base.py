@@ -9,16 +9,7 @@ from pathlib import Path
 
 import torch
 
-from dft.models.tiny import build_model, to_messages
-
-
-def _encode(tokenizer, record: dict) -> tuple[list[int], int]:
-    """Token ids of the whole chat and the number of prompt tokens (chat template with generation prompt)."""
-    messages = to_messages(record)
-    prompt = tokenizer.apply_chat_template(messages[:1], add_generation_prompt=True, tokenize=True)
-    full = tokenizer.apply_chat_template(messages, tokenize=True)
-    prompt, full = list(getattr(prompt, "input_ids", prompt)), list(getattr(full, "input_ids", full))
-    return full, len(prompt)
+from dft.models.tiny import build_model, encode_chat
 
 
 def _batch(encoded: list[tuple[list[int], int]], pad_id: int):
@@ -42,7 +33,7 @@ def train_base(model_dir: Path, records: list[dict], out: Path, steps: int = 300
         return out
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    encoded = [_encode(tokenizer, r) for r in records]
+    encoded = [encode_chat(tokenizer, r) for r in records]
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     model.train()

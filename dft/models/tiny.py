@@ -122,6 +122,15 @@ def to_messages(record: dict) -> list[dict]:
     ]
 
 
+def encode_chat(tokenizer, record: dict) -> tuple[list[int], int]:
+    """Token ids of a record's whole chat and the number of prompt tokens (the chat template, as verl's dataset)."""
+    messages = to_messages(record)
+    prompt = tokenizer.apply_chat_template(messages[:1], add_generation_prompt=True, tokenize=True)
+    full = tokenizer.apply_chat_template(messages, tokenize=True)
+    prompt, full = list(getattr(prompt, "input_ids", prompt)), list(getattr(full, "input_ids", full))
+    return full, len(prompt)
+
+
 def write_sft_parquet(records: list[dict], path: str | os.PathLike) -> None:
     """Write records as the parquet verl's ``MultiTurnSFTDataset`` reads: ``messages`` plus ``id`` and ``gold``.
 

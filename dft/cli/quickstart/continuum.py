@@ -31,19 +31,10 @@ from pathlib import Path
 import torch
 
 from dft.cli.quickstart.table1 import GREEDY, evaluate_rows
-from dft.models.tiny import build_tiny_assets, to_messages, write_sft_parquet
+from dft.models.tiny import build_tiny_assets, encode_chat, write_sft_parquet
 from dft.report.continuum import LOSSES, write_continuum
 
 PRETRAIN_LR, FINETUNE_LR, BATCH = 3e-3, 1e-3, 32
-
-
-def encode(tokenizer, record: dict) -> tuple[list[int], int]:
-    """Token ids of the whole chat and the number of prompt tokens (the chat template, as verl's dataset)."""
-    messages = to_messages(record)
-    prompt = tokenizer.apply_chat_template(messages[:1], add_generation_prompt=True, tokenize=True)
-    full = tokenizer.apply_chat_template(messages, tokenize=True)
-    prompt, full = list(getattr(prompt, "input_ids", prompt)), list(getattr(full, "input_ids", full))
-    return full, len(prompt)
 
 
 def batch(encoded: list[tuple[list[int], int]], pad_id: int):
@@ -113,7 +104,7 @@ def starting_models(assets, pretrain: list[dict], strengths: list[int], out: Pat
     missing = {s: f for s, f in folders.items() if not (f / "model.safetensors").is_file()}
     if missing:
         model, tokenizer = load(assets.model_dir)
-        encoded = [encode(tokenizer, r) for r in pretrain]
+        encoded = [encode_chat(tokenizer, r) for r in pretrain]
         fit(model, tokenizer, encoded, "sft", max(missing), PRETRAIN_LR, seed=0, snapshots=missing)
     return folders
 
@@ -134,7 +125,7 @@ def finetune(start: Path, records: list[dict], loss: str, seed: int, steps: int,
         return out
     model, tokenizer = load(start)
     torch.manual_seed(seed)
-    encoded = [encode(tokenizer, r) for r in records]
+    encoded = [encode_chat(tokenizer, r) for r in records]
     return save(fit(model, tokenizer, encoded, loss, steps, FINETUNE_LR, seed), tokenizer, out)
 
 
