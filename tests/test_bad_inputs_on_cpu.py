@@ -163,10 +163,10 @@ def cases(tiny, ws):
         ("eval no weights", [*ev, f"model={ws / 'noweights'}"], {}, "but no weights", 2),
         ("hub model offline", [*ev, "model=NoSuchOrg/no-such-model"], off, "hf download", 2),
         ("rft input", ["data", "rft", f"model={m}", f"input={ws / 'nope.jsonl'}"], {}, "input: no such file", 2),
-        ("prep empty", [*prep, str(ws / "empty.jsonl")], {}, "empty.jsonl has no rows", 1),
+        ("prep empty", [*prep, str(ws / "empty.jsonl")], {}, "empty.jsonl has no rows", 2),
         ("prep n 0", [*prep, str(ws / "dup.jsonl"), "--n", "0"], {}, "--n", 2),
-        ("tables nan", [*table1, f"Qwen2.5-Math-1.5B/DFT={ws / 'nan.json'}"], {}, "avg@16 is nan", 1),
-        ("tables percent", [*table1, f"Qwen2.5-Math-1.5B/DFT={ws / 'percent.json'}"], {}, "a percent where", 1),
+        ("tables nan", [*table1, f"Qwen2.5-Math-1.5B/DFT={ws / 'nan.json'}"], {}, "avg@16 is nan", 2),
+        ("tables percent", [*table1, f"Qwen2.5-Math-1.5B/DFT={ws / 'percent.json'}"], {}, "a percent where", 2),
         ("quickstart n-train", ["quickstart", "--n-train", "0", "--out", str(ws / "qs")], {}, "--n-train", 2),
         ("quickstart lr", ["quickstart", "--lr", "nan", "--out", str(ws / "qs")], {}, "--lr", 2),
     ]

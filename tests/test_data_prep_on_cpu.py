@@ -151,7 +151,7 @@ def test_a_bad_row_is_an_error_naming_file_line_and_field(tmp_path, capsys, bad,
     assert not (tmp_path / "o").exists()
     with pytest.raises(SystemExit) as exit_:
         numina.main(["--input", str(path), "--out", str(tmp_path / "o")])
-    assert exit_.value.code == 1 and f"line {line}: {message}" in capsys.readouterr().err
+    assert exit_.value.code == 2 and f"line {line}: {message}" in capsys.readouterr().err
 
 
 def test_skip_mode_counts_bad_rows_by_reason_and_the_counts_add_up(tmp_path):

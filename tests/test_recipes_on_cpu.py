@@ -232,8 +232,10 @@ def test_the_normalization_recipe_trains_both_normalisations_and_renders_one_tab
     assert "| DFT | official - token | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 | -1.00 |" in table
     assert (tmp_path / "normalization.md").exists()
     path.write_text(json.dumps({"benchmarks": {"aime24": {"avg@16": 0.1}}}))  # not what dft eval writes
-    with pytest.raises(SystemExit, match=f"{path}: benchmark 'aime24' lacks samples_per_problem"):
+    with pytest.raises(SystemExit) as exit_info:
         ablations_main(argv[argv.index("normalization") :])
+    assert exit_info.value.code == 2
+    assert f"{path}: benchmark 'aime24' lacks samples_per_problem" in capsys.readouterr().err
 
 
 def test_the_beyond_dft_recipe_trains_each_method_and_renders_its_table_and_alpha_figure(tmp_path, capsys):

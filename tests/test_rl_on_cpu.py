@@ -296,7 +296,7 @@ def test_bad_rows_fail_naming_the_file_line_and_field(tmp_path, bad, message):
     assert not (tmp_path / "out" / "train.parquet").exists()
 
 
-def test_skipped_rows_are_counted_by_reason_and_the_cli_exits_1_on_errors(tmp_path, capsys):
+def test_skipped_rows_are_counted_by_reason_and_the_cli_exits_2_on_errors(tmp_path, capsys):
     path = tmp_path / "problems.jsonl"
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r, _ in [(GOOD, ""), *BAD_ROWS]))
     report = rl.main(["--out", str(tmp_path / "out"), "--input", str(path), "--on-bad-row", "skip"])
@@ -305,7 +305,7 @@ def test_skipped_rows_are_counted_by_reason_and_the_cli_exits_1_on_errors(tmp_pa
     assert report["input_rows"] == report["train_rows"] + report["skipped_rows"] + report["unselected_rows"]
     with pytest.raises(SystemExit) as exit_:
         rl.main(["--out", str(tmp_path / "err"), "--input", str(path), "--selection", "first"])
-    assert exit_.value.code == 1 and f"{path}: line 2: field 'answer' is empty" in capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{path}: line 2: field 'answer' is empty" in capsys.readouterr().err
 
 
 @needs_data

@@ -63,7 +63,8 @@ def test_a_smoke_summary_is_refused_naming_the_file_and_each_deviation(tmp_path,
     path.write_text(json.dumps(summary(SCORES, n=2, problems=3, temperature=0.7)))
     with pytest.raises(SystemExit) as exit_info:
         main(["table1", "--run", f"Qwen2.5-Math-1.5B/DFT={path}"])
-    message = str(exit_info.value.code)
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message.startswith("error: ")
     assert f"{path} (Qwen2.5-Math-1.5B/DFT)" in message and "--allow-deviations" in message
     assert "math500: 3 of 500 problems" in message and "aime24: 2 samples per problem, not 16" in message
     assert "sampling.temperature 0.7, not 1.0" in message
@@ -92,14 +93,15 @@ def test_allowed_deviations_are_marked_never_bold_and_listed():
     ("[1, 2]", "not an evaluation summary"),
     ('{"benchmarks": {"math500": {"avg@16": 0.5}}}', "benchmark 'math500' lacks samples_per_problem"),
 ])  # fmt: skip
-def test_malformed_summaries_are_messages_naming_the_file(tmp_path, content, message):
+def test_malformed_summaries_are_messages_naming_the_file(tmp_path, capsys, content, message):
     path = tmp_path / "summary.json"
     path.write_text(content)
     with pytest.raises(SystemExit) as exit_info:
         main(["table1", "--run", f"Qwen2.5-Math-1.5B/DFT={path}"])
-    assert str(exit_info.value.code).startswith(f"error: {path}: {message}")
-    with pytest.raises(SystemExit, match=f"{tmp_path / 'absent.json'}: no such evaluation summary"):
+    assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(f"error: {path}: {message}")
+    with pytest.raises(SystemExit):
         main(["table1", "--run", f"Qwen2.5-Math-1.5B/DFT={tmp_path / 'absent.json'}"])
+    assert f"{tmp_path / 'absent.json'}: no such evaluation summary" in capsys.readouterr().err
 
 
 def test_cli_reads_summary_files(tmp_path, capsys):

@@ -1,6 +1,10 @@
 """argparse pieces every file tool shares: the help formatter and the type of a count."""
 
 import argparse
+import sys
+
+# the exit status of a refused input, every command alike (0: done, 1: the work itself failed)
+REFUSED = 2
 
 
 def positive_int(text: str) -> int:
@@ -38,6 +42,12 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{value} must be a finite number above 0")
     return value
+
+
+def refuse(message: str):
+    """Stop the command on bad input: one ``error:`` line on stderr naming what is wrong, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(REFUSED)
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from dft.core.args import DefaultsHelpFormatter, positive_int
+from dft.core.args import REFUSED, DefaultsHelpFormatter, positive_int
 from dft.core.io import atomic_write
 from dft.data.problems import HubSource, Rows, SourceError, read_rows
 from dft.data.select import DataPrepError, Validator, select_and_split
@@ -301,7 +301,7 @@ def options_from_args(args: argparse.Namespace) -> PrepOptions:
 
 
 def main_for(spec: DatasetSpec, argv: list[str] | None = None) -> dict:
-    """CLI entry point of one dataset: prepare it and print a one-line summary; a data problem exits with status 1."""
+    """CLI entry point of one dataset: prepare it and print a one-line summary; a data problem exits with status 2."""
     parser = build_parser(spec)
     opts = options_from_args(parser.parse_args(argv))
     if opts.source == "hub" and opts.input is not None:
@@ -309,7 +309,7 @@ def main_for(spec: DatasetSpec, argv: list[str] | None = None) -> dict:
     try:
         report = prepare(spec, opts)
     except (DataPrepError, SourceError) as err:
-        parser.exit(1, f"error: {err}\n")
+        parser.exit(REFUSED, f"error: {err}\n")
     skipped = ", ".join(f"{k}: {v}" for k, v in report["skipped"].items()) or "none"
     print(
         f"{spec.name}: {report['input_rows']} input rows -> {report['train_rows']} train, {report['val_rows']} val "

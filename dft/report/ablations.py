@@ -15,10 +15,9 @@ average, and per method a row ``official - token``. Scores are read as ``dft.rep
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-from dft.core.args import DefaultsHelpFormatter
+from dft.core.args import DefaultsHelpFormatter, refuse
 from dft.eval.graders import check_one_grader
 from dft.report.tables import check_summary, emit, load_paper_tables, our_scores, parse_runs, title
 
@@ -93,7 +92,7 @@ def main(argv=None) -> None:
         check_one_grader(runs, where)
         text = TABLES[args.table](runs, benchmarks)
     except ValueError as exc:
-        sys.exit(f"error: {exc}")
+        refuse(str(exc))
     emit(text, args.out)
 
 

@@ -18,10 +18,9 @@ which grader and which metric (``--metric avg``: avg@k, the default; ``mean_acc`
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from dft.core.args import DefaultsHelpFormatter
+from dft.core.args import DefaultsHelpFormatter, refuse
 from dft.eval.graders import check_one_grader
 
 PAPER_TABLES = Path(__file__).with_name("paper_tables.json")
@@ -241,7 +240,7 @@ def main(argv=None) -> None:
         runs, where = parse_runs(args.run, args.runs)
         text = build_table(args.table, runs, allow_deviations=args.allow_deviations, where=where, metric=args.metric)
     except ValueError as exc:
-        sys.exit(f"error: {exc}")
+        refuse(str(exc))
     emit(text, args.out)
 
 

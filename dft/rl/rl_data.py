@@ -201,7 +201,7 @@ def prepare(opts: PrepOptions) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """CLI entry point: prepare and print a one-line summary; a data problem exits with status 1."""
+    """CLI entry point: prepare and print a one-line summary; a data problem exits with status 2."""
     return main_for(SPEC, argv)
 
 
