@@ -158,6 +158,13 @@ def nearest(word: str, known) -> str | None:
     return close[0] if close else next((k for k in known if str(word) in k), None)
 
 
+def _is_number(value) -> bool:
+    try:
+        return not isinstance(value, bool) and float(value) == float(value)
+    except (TypeError, ValueError):
+        return False
+
+
 def _loss_section_errors(section) -> list[str]:
     """What is wrong with a ``loss`` section (a mapping), each a message naming the key; empty when it is valid."""
     known = [f.name for f in fields(LossConfig)]
@@ -172,6 +179,10 @@ def _loss_section_errors(section) -> list[str]:
         errors.append(f"loss.name={name!r} is not a known loss" + (f" (did you mean {near}?)" if near else "")
                       + f"; valid names: {', '.join(sorted(registry))}")  # fmt: skip
     value = dict(section)
+    numeric = [f.name for f in fields(LossConfig) if f.type in ("float", "int") and f.name in value]
+    not_numbers = [key for key in numeric if not _is_number(value[key])]
+    if not_numbers:
+        return errors + [f"loss.{key}={value[key]!r} is not a number" for key in not_numbers]
     if value.get("normalization", "token") not in NORMALIZATIONS:
         errors.append(f"loss.normalization={value['normalization']!r} must be one of {', '.join(NORMALIZATIONS)}")
     for key in ("weight_floor", "alpha"):
