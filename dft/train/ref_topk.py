@@ -139,11 +139,6 @@ def stored_k(paths) -> int:
     return next(iter(found.values()))
 
 
-def storage_bytes(rows: int, tokens_per_row: int, k: int) -> int:
-    """Uncompressed bytes of the top-K columns for ``rows`` rows of ``tokens_per_row`` target tokens."""
-    return rows * tokens_per_row * (k * (4 + 2) + 2)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Scoring through verl's logits hook, and placing stored rows on the no-padding layout
 # ---------------------------------------------------------------------------------------------------------------
