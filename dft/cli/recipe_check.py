@@ -253,6 +253,11 @@ def check_lines(lines) -> tuple[list[str], list[str]]:
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["step"], ["claim"]):  # a recipe's steps and knobs (dft/cli/recipe_steps.py)
+        from dft.cli.recipe_steps import main as steps
+
+        return steps(argv[1:] if argv[0] == "step" else argv)
     parser = argparse.ArgumentParser(
         prog="python -m dft recipes",
         description=__doc__.splitlines()[0],
@@ -260,8 +265,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument(
         "action",
-        choices=["check", "knobs"],
-        help="check: a dry run's commands compose; knobs: a recipe's environment variables are valid",
+        choices=["check", "knobs", "step", "claim"],
+        help="check: a dry run's commands compose; knobs: a recipe's environment variables are valid; step "
+        "begin|done OUT -- CMD, claim RUNS RECIPE KNOB=VALUE...: run each step once (dft/cli/recipe_steps.py)",
     )
     parser.add_argument("file", nargs="?", type=Path, help="a recipe's dry-run output (default: stdin)")
     args = parser.parse_args(argv)

@@ -13,9 +13,10 @@ import os
 
 from dft.cli.preflight import config_names, registered_losses
 
-COUNTS = ("N_TRAIN", "EVAL_SAMPLES", "NPROC_PER_NODE", "EVAL_GPUS")
+COUNTS = ("N_TRAIN", "EVAL_SAMPLES", "NPROC_PER_NODE", "EVAL_GPUS", "EVAL_LIMIT", "EVAL_MAX_NEW_TOKENS", "TINY_PROBLEMS",
+          "PRETRAIN_STEPS")
 CHOICES = {"GRADER": ("paper", "ours"), "EVAL_BACKEND": ("hf", "vllm"), "FIGURE_FORMAT": ("pdf", "svg", "png"),
-           "DRY_RUN": ("0", "1")}  # fmt: skip
+           "DRY_RUN": ("0", "1"), "SCALE": ("cluster", "tiny")}  # fmt: skip
 
 
 def _unknown(knob: str, values: list[str], valid, what: str) -> list[str]:
@@ -28,10 +29,15 @@ def _unknown(knob: str, values: list[str], valid, what: str) -> list[str]:
     return errors
 
 
-def _presets() -> list[str]:
+def _presets(scale: str) -> list[str]:
+    """The presets a recipe can run: those with a hub model; at toy scale those with a tiny model to build (a card
+    with a tokenizer, or built by code)."""
+    from dft.models.cards import load_card
     from dft.models.presets import presets
 
-    return [name for name, preset in presets().items() if preset.hub_id]
+    if scale != "tiny":
+        return [name for name, preset in presets().items() if preset.hub_id]
+    return [name for name, p in presets().items() if p.card is None or load_card(p.card).has_tokenizer]
 
 
 def knob_errors(env) -> list[str]:
@@ -39,7 +45,8 @@ def knob_errors(env) -> list[str]:
     errors = []
     for knob in ("MODELS", "MODEL"):
         if env.get(knob, "").strip():
-            errors += _unknown(knob, env[knob].split(), _presets(), "preset (python -m dft presets)")
+            errors += _unknown(knob, env[knob].split(), _presets(env.get("SCALE", "cluster")),
+                               f"preset at SCALE={env.get('SCALE', 'cluster')} (python -m dft presets)")
     if env.get("SETTING"):
         errors += _unknown("SETTING", [env["SETTING"]], config_names("setting"), "setting (configs/setting/)")
     if env.get("LOSSES", "").strip():

@@ -23,6 +23,8 @@ from dft.core.args import DefaultsHelpFormatter
 from dft.core.paths import CONFIGS
 
 PRESET_DIR = CONFIGS / "preset"
+# a config.json key naming the preset of a model built by code (and of its fine-tunes, whose configs keep it)
+PRESET_KEY = "dft_preset"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,10 @@ def preset_for_model(model: str) -> Preset | None:
     config = Path(model) / "config.json"
     if not config.is_file():
         return None
-    family = model_family(json.loads(config.read_text()))
+    fields = json.loads(config.read_text())
+    if fields.get(PRESET_KEY) in presets():  # a model built by code names its preset (dft.models.tiny)
+        return presets()[fields[PRESET_KEY]]
+    family = model_family(fields)
     return next((p for p in presets().values() if p.family == family), None)
 
 

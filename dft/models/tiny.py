@@ -22,7 +22,9 @@ from pathlib import Path
 
 from dft.core.args import DefaultsHelpFormatter
 from dft.core.io import atomic_write
+from dft.models.presets import PRESET_KEY
 from dft.models.prompts import chat_cot_user
+from dft.models.tiny_sources import pretrain_split, write_sources
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 PAD_TOKEN, EOS_TOKEN = "<|endoftext|>", "<|im_end|>"
@@ -39,7 +41,7 @@ QWEN2_PRETOKENIZE_REGEX = (
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 MARKER_NAME = "tiny_assets.json"
-ASSETS_VERSION = 2  # bump when the generator, tokenizer or model recipe changes, to force a rebuild
+ASSETS_VERSION = 4  # bump when the generator, tokenizer or model recipe changes, to force a rebuild
 
 NAMES = ["Tom", "Anna", "Ben", "Lily", "Sam", "Mia", "Leo", "Emma", "Max", "Zoe"]
 ITEMS = ["apples", "pencils", "stickers", "marbles", "cookies", "books", "coins", "cards", "shells", "eggs"]
@@ -220,6 +222,7 @@ def build_model(
         eos_token_id=eos_id,
         pad_token_id=pad_id,
     )
+    setattr(config, PRESET_KEY, "tiny-cpu")  # kept in its fine-tunes' configs: their evaluation prompt is the preset's
     with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's global RNG
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config).to(torch.float32)
@@ -275,7 +278,8 @@ def build_tiny_assets(
     """Build (or reuse) the tiny model and data under ``root``.
 
     Layout: ``model/`` (HF model + tokenizer), ``data/train.parquet``, ``data/val.parquet`` (SFT
-    chats) and ``data/test.jsonl`` (id, problem, gold; disjoint from train by problem text). A
+    chats) and ``data/test.jsonl`` (id, problem, gold; disjoint from train by problem text), and the toy scale's
+    sources (``dft.models.tiny_sources``: ``data/pretrain.parquet``, ``sources/``, ``benchmarks/``). A
     marker file written last records the arguments: if it matches, nothing is rebuilt; otherwise
     everything is rebuilt, so an interrupted build is never mistaken for a finished one.
     """
@@ -290,6 +294,8 @@ def build_tiny_assets(
     write_sft_parquet(assets.val_records, assets.val_parquet)
     _write_jsonl([{k: r[k] for k in ("id", "problem", "gold")} for r in assets.test_records], assets.test_jsonl)
     _build_model_dir(assets.model_dir, assets.train_records, seed)
+    write_sft_parquet(pretrain_split(assets.train_records)[0], root / "data" / "pretrain.parquet")
+    write_sources(root, assets.train_records, assets.test_records, seed)
     atomic_write(root / MARKER_NAME, lambda tmp: Path(tmp).write_text(json.dumps(args, sort_keys=True)))
     return assets
 

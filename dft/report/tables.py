@@ -87,7 +87,7 @@ def deviations(summary: dict, model: str, benchmarks: list[str], protocol: dict)
         if metrics is None:
             found.append(f"{name}: not evaluated")
             continue
-        if metrics["problems"] != BENCHMARKS[name].count:
+        if BENCHMARKS[name].count is not None and metrics["problems"] != BENCHMARKS[name].count:
             found.append(f"{name}: {metrics['problems']} of {BENCHMARKS[name].count} problems")
         if metrics["samples_per_problem"] != n_wanted:
             found.append(f"{name}: {metrics['samples_per_problem']} samples per problem, not {n_wanted}")
@@ -148,6 +148,18 @@ def group_rows(model: str, methods: dict, ours: dict, marked: set, columns: list
     return lines
 
 
+def methods_of(table: dict) -> dict:
+    """Every method of the table, in its order, with no published numbers: the rows of a model not in the paper."""
+    return {method: {} for rows in table["rows"].values() for method in rows}
+
+
+def with_other_models(table: dict, runs: dict) -> dict:
+    """The table's rows and, after them, a group for each model of ``runs`` the paper has not (a toy scale's tiny
+    model): the table's methods, ours only."""
+    others = dict.fromkeys(k.split("/", 1)[0] for k in runs if "/" in k and k.split("/", 1)[0] not in table["rows"])
+    return {**table, "rows": {**table["rows"], **{model: methods_of(table) for model in others}}}
+
+
 def _check_names(name: str, table: dict, runs: dict) -> None:
     unknown = [k for k in runs if "/" not in k or k.split("/", 1)[0] not in table["rows"]]
     if unknown:
@@ -161,18 +173,22 @@ def _check_names(name: str, table: dict, runs: dict) -> None:
 
 
 def build_table(name: str, runs: dict[str, dict], paper: dict | None = None, allow_deviations: bool = False,
-                where: dict[str, str] | None = None, metric: str = "avg") -> str:  # fmt: skip
+                where: dict[str, str] | None = None, metric: str = "avg", runs_only: bool = False) -> str:  # fmt: skip
     """The markdown table ``name`` (table1/2/3); ``runs`` maps 'MODEL/METHOD' to a summary dict (``where``: to the
     file it came from, for messages)."""
     paper = paper or load_paper_tables()
     if name not in ("table1", "table2", "table3"):
         raise ValueError(f"unknown table {name!r}; valid tables: table1, table2, table3")
     table, benchmarks, where = paper[name], paper["benchmarks"], where or {}
+    if allow_deviations:  # a model the paper has not is a deviation too, shown in a group of its own
+        table = with_other_models(table, runs)
     _check_names(name, table, runs)
     off = {}
     for key, summary in runs.items():
         check_summary(summary, where.get(key, key), benchmarks)
         found = deviations(summary, key.split("/", 1)[0], benchmarks, paper["protocol"])
+        if key.split("/", 1)[0] not in paper[name]["rows"]:
+            found.insert(0, "not a model of the paper")
         if found:
             off[key] = found
     grader = check_one_grader(runs, where)
@@ -187,6 +203,8 @@ def build_table(name: str, runs: dict[str, dict], paper: dict | None = None, all
     lines = [f"**{table['title']}** (ours / paper (ours - paper), {shown} %, graded by {grader})", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
     for model, methods in table["rows"].items():
+        if runs_only and not any(k.startswith(model + "/") for k in runs):
+            continue
         mine = {k.split("/", 1)[1]: our_scores(s, benchmarks, metric) for k, s in runs.items()
                 if k.startswith(model + "/")}  # fmt: skip
         marked = {k.split("/", 1)[1] for k in off if k.startswith(model + "/")}
@@ -229,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     deviations = "show runs that do not follow the table's protocol, marked, instead of refusing them"
     parser.add_argument("--allow-deviations", action="store_true", help=deviations)
     parser.add_argument("--out", type=Path, help="also write the markdown here")
+    parser.add_argument("--runs-only", action="store_true", help="only the models with a run (no published-only rows)")
     metric = "avg: avg@k; mean_acc: the paper's harness's (sample columns' accuracy, rounded)"
     parser.add_argument("--metric", choices=["avg", "mean_acc"], default="avg", help=metric)
     return parser
@@ -238,7 +257,8 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
         runs, where = parse_runs(args.run, args.runs)
-        text = build_table(args.table, runs, allow_deviations=args.allow_deviations, where=where, metric=args.metric)
+        text = build_table(args.table, runs, allow_deviations=args.allow_deviations, where=where, metric=args.metric,
+                           runs_only=args.runs_only)
     except ValueError as exc:
         refuse(str(exc))
     emit(text, args.out)
