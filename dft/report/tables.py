@@ -197,6 +197,8 @@ def build_table(name: str, runs: dict[str, dict], paper: dict | None = None, all
         raise ValueError(f"{len(off)} run(s) do not follow the protocol of {name} (avg@"
                          f"{paper['protocol']['samples_per_problem']} on the full benchmarks):\n{listed}\n"
                          "Pass --allow-deviations to show them marked.")  # fmt: skip
+    if runs_only:  # the benchmarks the runs evaluated (a toy scale's tiny_math among them), in the registry's order
+        benchmarks = evaluated_benchmarks(runs)
     columns = benchmarks + ["avg"]
     header = ["Model", "Method", *map(title, benchmarks), "Avg."]
     shown = "avg@k" if metric == "avg" else metric
@@ -208,10 +210,20 @@ def build_table(name: str, runs: dict[str, dict], paper: dict | None = None, all
         mine = {k.split("/", 1)[1]: our_scores(s, benchmarks, metric) for k, s in runs.items()
                 if k.startswith(model + "/")}  # fmt: skip
         marked = {k.split("/", 1)[1] for k in off if k.startswith(model + "/")}
+        if runs_only:
+            methods = {m: v for m, v in methods.items() if m in mine}
         lines += group_rows(model, methods, mine, marked, columns)
     if off:
         lines += ["", f"{MARK} not the paper's protocol:"] + [f"- {k}: " + "; ".join(v) for k, v in off.items()]
     return "\n".join(lines)
+
+
+def evaluated_benchmarks(runs: dict[str, dict]) -> list[str]:
+    """Every benchmark some run evaluated, in the registry's order (the paper's five first)."""
+    from dft.eval.benchmarks import BENCHMARKS
+
+    found = {name for summary in runs.values() for name in summary["benchmarks"]}
+    return [name for name in BENCHMARKS if name in found]
 
 
 def _read_json(path: Path, what: str):
