@@ -53,11 +53,15 @@ run() {
 # The recipe's knobs are claimed before its first step (begin_recipe).
 step() {
   local out=$1 status=0; shift
-  if [ "$DRY_RUN" = 1 ]; then run "$@"; return; fi
+  if [ "$DRY_RUN" = 1 ]; then  # the launchers (bash scripts/...) print their own commands under DRY_RUN
+    if [ "$1" = bash ]; then "$@"; else run "$@"; fi
+    return
+  fi
   [ -n "${RECIPE_BEGUN:-}" ] || begin_recipe
   python -m dft recipes step begin "$out" -- "$@" || status=$?
-  if [ "$status" = 3 ]; then echo "finished before: $out" >&2; return 0; fi
+  if [ "$status" = 3 ]; then echo "[recipe] finished before: $out"; return 0; fi
   if [ "$status" != 0 ]; then exit "$status"; fi
+  echo "[recipe] $out: ${*:1:4} ..."
   "$@"
   python -m dft recipes step done "$out" -- "$@"
 }

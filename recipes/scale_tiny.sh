@@ -46,7 +46,8 @@ DIAGNOSE_ROWS=${DIAGNOSE_ROWS:-32}
 TINY=$DATA/tiny
 SCALE_NUMINA=(--source local --input "$TINY/sources/numina.jsonl")
 SCALE_CFT=(--source local --input "$TINY/sources/cft.jsonl")
-SCALE_EVAL=(limit="$EVAL_LIMIT" sampling.max_new_tokens="$EVAL_MAX_NEW_TOKENS" benchmarks="$EVAL_BENCHMARKS")
+SCALE_EVAL=(limit="$EVAL_LIMIT" sampling.max_new_tokens="$EVAL_MAX_NEW_TOKENS" benchmarks="$EVAL_BENCHMARKS" hf.batch_size=64
+  chunk_size=64)
 [[ "$EVAL_BENCHMARKS" == *tiny_math* ]] && SCALE_EVAL+=(data_dir="$TINY/benchmarks")
 SCALE_RFT=(limit="$N_PROBLEMS" sampling.max_new_tokens="$EVAL_MAX_NEW_TOKENS" hf.batch_size=64)
 SCALE_RL=(rl_setting=tiny-cpu trainer.total_training_steps="$RL_STEPS" trainer.save_freq=1 trainer.max_actor_ckpt_to_keep=1

@@ -29,8 +29,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-from dft.cli.quickstart.table1 import GREEDY, evaluate_rows
+from dft.data.problems import read_problems
+from dft.eval.backends import HFBackend, SamplingParams
+from dft.eval.grading import Grader
+from dft.eval.runner import run_benchmark, summarize
+from dft.models.generation import ModelFormat
+from dft.models.prompts import build_prompt
 from dft.models.tiny import build_tiny_assets, encode_chat, write_sft_parquet
 from dft.report.continuum import LOSSES, write_continuum
 
@@ -154,6 +160,33 @@ def run(out: Path, strengths: list[int], seeds: int, steps: int, n_train: int, n
     config = {"strengths": strengths, "seeds": seeds, "steps": steps, "lr": FINETUNE_LR, "batch": BATCH,
               "n_finetune": len(records), "n_test": len(assets.test_records)}  # fmt: skip
     return write_continuum(out, diagnoses, accuracy, config, round(time.time() - start_time, 1))
+
+
+GREEDY = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=64, seed=0)
+
+
+def evaluate_rows(models: dict, test_jsonl: Path, out_dir: Path, params: SamplingParams) -> dict:
+    """Each model on the held-out problems through the evaluation harness (HF backend, math-verify grading).
+
+    Responses go to ``eval_<row>.jsonl``; like every harness run, an interrupted evaluation resumes.
+    """
+    problems = read_problems(test_jsonl)
+    results = {}
+    with Grader(workers=2) as grader, tqdm(total=len(models) * len(problems), desc="evaluate", unit="problem") as bar:
+        for row, model_dir in models.items():
+            fmt = ModelFormat.load(str(model_dir))
+            prompts = fmt.encode_all(problems, lambda p, tok=fmt.tokenizer: build_prompt("chat-cot", p.problem, tok),
+                                     params.max_new_tokens, f"test file {test_jsonl}")  # fmt: skip
+            backend = HFBackend(str(model_dir), batch_size=32)
+            rows = run_benchmark(prompts, out_dir / f"eval_{slug(row)}.jsonl", backend.generate, params,
+                                 fmt.stops, grader.grade_many, chunk_size=64, on_rows=bar.update)  # fmt: skip
+            results[row] = summarize(prompts, rows, params, grader.equivalent)
+    return results
+
+
+def slug(row: str) -> str:
+    """A table row as a file name: ``DPO (offline)`` -> ``dpo_offline``."""
+    return "_".join(row.lower().replace("(", "").replace(")", "").split())
 
 
 def add_arguments(group) -> None:

@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from dft.cli.quickstart import table1 as qs
+from dft.cli.quickstart import recipe as qs  # replaced by the Table 3 recipe (helper branch)
 from dft.core import paths
 from dft.core.io import write_json_atomic
 from dft.eval.runner import git_commit

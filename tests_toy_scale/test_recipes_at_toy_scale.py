@@ -1,0 +1,128 @@
+"""Every recipe end to end at toy scale, as a user runs it: ``SCALE=tiny RUNS=... DATA=... bash recipes/<name>/run.sh``
+(recipes/scale_tiny.sh), one after another in one RUNS and DATA folder, so later recipes reuse the runs earlier ones
+made, as on a cluster (table2 reuses table1's DFT runs, fig2 scores table1's and table3's models, ...). Each writes
+its table (a number in every cell) or figure. One recipe is killed mid-training and started again: it skips its
+finished steps and resumes the training from its checkpoint; started with other knobs it is refused, naming them.
+
+Run after the suite (README, .ci/run): ``python -m pytest tests_toy_scale -q -p no:cacheprovider``; the tests run in
+file order, each needing the ones before it.
+"""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NUMBER = re.compile(r"^\**-?\d+\.\d+")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return tmp_path_factory.mktemp("toy")
+
+
+def recipe_env(toy: Path, runs: str = "runs", **knobs) -> dict:
+    return dict(os.environ, SCALE="tiny", RUNS=str(toy / runs), DATA=str(toy / "data"), PYTHONUNBUFFERED="1", **knobs)
+
+
+def run_recipe(toy: Path, name: str, *overrides: str, runs: str = "runs", **knobs) -> subprocess.CompletedProcess:
+    log = toy / f"{name}.log"
+    start = time.time()
+    with open(log, "a") as out:
+        result = subprocess.run(["bash", f"recipes/{name}/run.sh", *overrides], cwd=REPO, stdout=out,
+                                stderr=subprocess.STDOUT, env=recipe_env(toy, runs, **knobs), timeout=1800)  # fmt: skip
+    print(f"recipes/{name}: exit {result.returncode} in {time.time() - start:.0f} s")
+    result.log = log.read_text()
+    return result
+
+
+def check_ok(result) -> None:
+    assert result.returncode == 0, result.log[-4000:]
+
+
+def table_rows(markdown: Path) -> list[list[str]]:
+    """The data rows of the first markdown table in ``markdown``: their cells."""
+    rows = [line.strip("|").split("|") for line in markdown.read_text().splitlines() if line.startswith("| ")]
+    return [[c.strip() for c in row] for row in rows[1:]]
+
+
+def check_numbers(markdown: Path, first_value_column: int, rows: list[str]) -> None:
+    """Every row named in ``rows`` is there and every value cell of the table holds a number."""
+    table = table_rows(markdown)
+    names = [" / ".join(r[:first_value_column]) for r in table]
+    for row in rows:
+        assert any(row in name for name in names), f"{markdown}: no row {row!r} in {names}"
+    for row in table:
+        for cell in row[first_value_column:]:
+            assert NUMBER.match(cell), f"{markdown}: {row[:first_value_column]} has a cell without a number: {cell!r}"
+
+
+def check_figure(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 1000, f"no figure {path}"
+
+
+def test_table1(toy):
+    check_ok(run_recipe(toy, "table1"))
+    for graded in ("table1.md", "table1.ours.md"):
+        check_numbers(toy / "runs" / graded, 2, [f"{m} / {r}" for m in ("Tiny", "Qwen2.5-Math-1.5B")
+                                                  for r in ("Base", "SFT", "DFT")])  # fmt: skip
+
+
+def test_a_killed_recipe_resumes_and_other_knobs_are_refused(toy):
+    """Table 1 of the tiny Base with SFT only, in a RUNS of its own: killed (SIGKILL to the whole process group, as a
+    lost node or a pre-empted job) once its training has a checkpoint, then started again: it skips the steps that
+    finished and the training goes on from that checkpoint."""
+    knobs, steps = {"MODELS": "tiny-cpu", "LOSSES": "sft"}, "trainer.total_training_steps=8"
+    run_dir = toy / "killed" / "train" / "tiny-cpu-sft"
+    tracker = run_dir / "latest_checkpointed_iteration.txt"
+    with open(toy / "killed.log", "w") as out:
+        env = recipe_env(toy, "killed", **knobs)
+        proc = subprocess.Popen(["bash", "recipes/table1/run.sh", steps], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        deadline = time.time() + 900
+        while not tracker.is_file() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed_at = int(tracker.read_text())
+    assert killed_at < 8, "the run finished before it could be killed"
+    again = run_recipe(toy, "table1", steps, runs="killed", **knobs)
+    check_ok(again)
+    assert f"[recipe] finished before: {toy / 'killed' / 'eval' / 'tiny-cpu-base'}" in again.log
+    starts = sorted((run_dir / "logs").glob("*/metrics.jsonl"))
+    resumed = [json.loads(line)["step"] for line in starts[-1].read_text().splitlines()]
+    assert resumed == list(range(killed_at + 1, 9)), (killed_at, resumed)  # from the checkpoint to the end, once
+    check_numbers(toy / "killed" / "table1.md", 2, ["Tiny / Base", "Tiny / SFT"])
+    refused = run_recipe(toy, "table1", steps, runs="killed", MODELS="tiny-cpu", LOSSES="sft dft")
+    assert refused.returncode == 2
+    assert "knob LOSSES: 'sft' there, 'sft dft' now" in refused.log
+
+
+def quickstart(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["python", "-m", "dft", "quickstart", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=1800)  # fmt: skip
+
+
+def test_the_quickstart_is_the_table1_recipe_and_runs_each_step_once(toy):
+    """README command 1, smaller: it runs recipes/table1 at toy scale (printing the command), prints the Table 1
+    layout with the tiny Base's rows on the held-out tiny_math column, skips every step when run again, and refuses
+    other options into the same folder, naming the argument."""
+    sizes = ["--out", str(toy / "qs"), "--n-train", "256", "--pretrain-steps", "20", "--n-test", "20",
+             "--max-new-tokens", "32"]  # fmt: skip
+    first = quickstart(*sizes, "--steps", "8")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "SCALE=tiny" in first.stdout and "bash recipes/table1/run.sh" in first.stdout
+    assert "| Model | Method | tiny-math | Avg. |" in first.stdout
+    check_numbers(toy / "qs" / "runs" / "table1.md", 2, ["Tiny / Base", "Tiny / SFT", "Tiny / DFT"])
+    again = quickstart(*sizes, "--steps", "8")
+    assert again.returncode == 0 and "[recipe] finished before" in again.stdout
+    assert "[recipe] /" not in again.stdout  # no step ran again
+    other = quickstart(*sizes, "--steps", "9")
+    assert other.returncode == 2
+    assert "argument trainer.total_training_steps: '8' there, '9' now" in other.stdout + other.stderr
