@@ -3,6 +3,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# the recipe's run.sh and name, wherever it was started from
+RECIPE_FILE=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+RECIPE=$(basename "$(dirname "$RECIPE_FILE")")
 cd "$REPO"
 
 DRY_RUN=${DRY_RUN:-0}
@@ -69,11 +72,11 @@ step() {
 # claim_knobs: the recipe's knobs (each NAME=${NAME:-...} of run.sh, common.sh and the scale's file) in
 # $RUNS/recipes/<recipe>.json; a recipe started again into the same RUNS with other knobs is refused, naming them.
 claim_knobs() {
-  local files=("$0" "$REPO/recipes/common.sh") names name pairs=()
+  local files=("$RECIPE_FILE" "$REPO/recipes/common.sh") names name pairs=()
   [ "$SCALE" = cluster ] || files+=("$REPO/recipes/scale_$SCALE.sh")
   names=$(grep -ohE '^[[:space:]]*[A-Z_][A-Z0-9_]*=\$\{[A-Z_][A-Z0-9_]*:-' "${files[@]}" | grep -oE '[A-Z_][A-Z0-9_]*' | sort -u)
   for name in $names; do pairs+=("$name=${!name-}"); done
-  python -m dft recipes claim "$RUNS" "$(basename "$(dirname "$0")")" "${pairs[@]}"
+  python -m dft recipes claim "$RUNS" "$RECIPE" "${pairs[@]}"
 }
 
 # begin_recipe: before the first step, the knobs are claimed and the scale prepares its sources (SCALE=tiny)

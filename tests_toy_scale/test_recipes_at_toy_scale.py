@@ -9,6 +9,7 @@ file order, each needing the ones before it.
 """
 
 import json
+import math
 import os
 import re
 import signal
@@ -102,6 +103,115 @@ def test_a_killed_recipe_resumes_and_other_knobs_are_refused(toy):
     refused = run_recipe(toy, "table1", steps, runs="killed", MODELS="tiny-cpu", LOSSES="sft dft")
     assert refused.returncode == 2
     assert "knob LOSSES: 'sft' there, 'sft dft' now" in refused.log
+
+
+def test_table2(toy):
+    check_ok(run_recipe(toy, "table2"))
+    check_numbers(toy / "runs" / "table2.md", 2, [f"{m} / {r}" for m in ("Tiny", "Qwen2.5-Math-1.5B")
+                                                 for r in ("iw-SFT", "DFT")])  # fmt: skip
+
+
+def test_normalization(toy):
+    check_ok(run_recipe(toy, "normalization"))
+    check_numbers(toy / "runs" / "normalization.md", 1, ["SFT/official", "SFT/token", "DFT/official", "DFT/token"])
+
+
+def test_beyond_dft(toy):
+    check_ok(run_recipe(toy, "beyond_dft"))
+    check_numbers(toy / "runs" / "beyond_dft.md", 1, ["SFT", "DFT", "DFT + end tokens", "ASFT", "prob_power"])
+    check_figure(toy / "runs" / "figures" / "beyond_dft_alpha.png")
+
+
+def test_cft(toy):
+    check_ok(run_recipe(toy, "cft"))
+    check_numbers(toy / "runs" / "cft.md", 1, ["SFT", "DFT"])
+
+
+def test_lora(toy):
+    check_ok(run_recipe(toy, "lora"))
+    check_numbers(toy / "runs" / "lora.md", 1, ["SFT", "DFT"])
+
+
+def test_fig1_dynamics(toy):
+    check_ok(run_recipe(toy, "fig1_dynamics"))
+    check_figure(toy / "runs" / "fig1_dynamics.png")
+
+
+def test_fig3_lr_bs(toy):
+    check_ok(run_recipe(toy, "fig3_lr_bs"))
+    check_figure(toy / "runs" / "fig3_lr.png")
+    check_figure(toy / "runs" / "fig3_batch_size.png")
+
+
+RL_LR = "2e-3"  # fast enough that a rollout left with step-1 weights would be far off the actor at step 2
+AGREE = 1e-4  # the rollout's log-probs against the actor's recomputation, float32 on both sides
+
+
+def test_table3(toy):
+    check_ok(run_recipe(toy, "table3", RL_LR=RL_LR))
+    check_numbers(toy / "runs" / "table3.md", 2, [f"Tiny / {r}" for r in (
+        "Base", "SFT", "iw-SFT", "DFT", "DPO (offline)", "RFT (offline)", "PPO (online)", "GRPO (online)",
+        "iw-SFT (offline)", "DFT (offline)")])  # fmt: skip
+
+
+def rl_run(toy, algo) -> tuple[Path, dict]:
+    run_dir = toy / "runs" / "train" / f"tiny-cpu-{algo}"
+    steps = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        steps.setdefault(row["step"], {}).update(row["data"])
+    return run_dir, steps
+
+
+def check_rewards_are_math_verify_of_the_responses(run_dir: Path, step: int, responses: int) -> None:
+    from dft.eval.grading import grade
+
+    rows = [json.loads(line) for line in (run_dir / "rollouts" / f"{step}.jsonl").read_text().splitlines()]
+    assert len(rows) == responses
+    for row in rows:
+        # the reward is the evaluation's verdict on the last \boxed{} answer only (dft/rl/reward.py)
+        verdict = grade(row["output"], row["gts"])
+        assert row["score"] == float(verdict.correct and verdict.rule == "boxed"), (row, verdict)
+
+
+def check_rollout_follows_actor(metrics: dict) -> None:
+    """verl compares the rollout's log-probs with the actor's recomputation of the same tokens."""
+    assert metrics["training/rollout_probs_diff_valid"] == 1
+    assert metrics["training/rollout_probs_diff_max"] < AGREE
+
+
+def test_grpo_steps_rewarded_by_math_verify_and_the_rollout_gets_the_updated_weights(toy):
+    run_dir, log = rl_run(toy, "grpo")
+    assert sorted(log) == [1, 2]
+    for step in (1, 2):
+        check_rewards_are_math_verify_of_the_responses(run_dir, step, 16 * 8)  # 16 prompts x GRPO's 8 responses
+        check_rollout_follows_actor(log[step])
+        for key in ("actor/pg_loss", "critic/advantages/mean", "critic/advantages/max"):
+            assert math.isfinite(log[step][key]), key
+    # step 1's actor is the reference; at step 2 the rollout's log-probs still agree with the updated actor (above)
+    assert log[1]["actor/kl_loss"] == pytest.approx(0, abs=1e-9)
+
+
+def test_ppo_steps_with_a_critic_and_gae(toy):
+    run_dir, log = rl_run(toy, "ppo")
+    assert sorted(log) == [1, 2]
+    for step in (1, 2):
+        check_rewards_are_math_verify_of_the_responses(run_dir, step, 16)
+        check_rollout_follows_actor(log[step])
+        for key in ("critic/vf_loss", "critic/values/mean", "critic/advantages/mean", "critic/returns/mean"):
+            assert math.isfinite(log[step][key]), key
+    assert log[1]["actor/grad_norm"] > 0 and log[1]["critic/grad_norm"] > 0
+    assert (run_dir / "global_step_2" / "critic").is_dir()
+
+
+def test_fig2_token_probs(toy):
+    check_ok(run_recipe(toy, "fig2_token_probs"))
+    check_figure(toy / "runs" / "fig2_token_probs.png")
+
+
+def test_continuum(toy):
+    check_ok(run_recipe(toy, "continuum"))
+    assert (toy / "runs" / "continuum" / "continuum.md").is_file()
 
 
 def quickstart(*args: str) -> subprocess.CompletedProcess:

@@ -9,7 +9,8 @@ evaluation, regrading, sampling, RL) in ``step OUT CMD...``, which asks this mod
 ``OUT`` records the command that writes it (``OUT/recipe_step.json``, or ``OUT.recipe_step.json`` beside a file).
 Started again with the same command, a finished step is skipped and an unfinished one runs again, which resumes it
 (training from its last checkpoint, evaluation from its saved responses: each command resumes its own work). Another
-command for the same ``OUT`` is refused, naming each differing argument, before anything runs.
+command for the same ``OUT`` is refused, naming each differing argument, before anything runs (but for the
+arguments that only lay the step out on the machine, :data:`LAYOUT_ARGS`).
 
 A recipe's knobs (its environment variables) are claimed the same way, once per recipe and ``RUNS`` folder:
 
@@ -31,6 +32,10 @@ from dft.core.io import write_json_atomic
 RECORD = "recipe_step.json"
 FINISHED = 3  # the exit status of ``step begin`` for a finished step
 LAYOUT_KNOBS = ("DRY_RUN", "NPROC_PER_NODE", "EVAL_GPUS", "FIGURE_FORMAT", "DATA", "RUNS")
+# a step's arguments that change how it is laid out on the machine, never its result: a step started again on
+# another number of GPUs, or with other batch sizes for generation, goes on with its own work
+LAYOUT_ARGS = ("data_parallel", "gpus_per_replica", "hf.batch_size", "chunk_size", "grading.workers",
+               "vllm.tensor_parallel_size", "vllm.gpu_memory_utilization", "GPUS_PER_NODE", "ref.rows_per_step")  # fmt: skip
 
 
 FILE_SUFFIXES = (".parquet", ".jsonl", ".json", ".md", ".pdf", ".png", ".svg")  # a step's output file, not folder
@@ -57,11 +62,11 @@ def as_keys(args: list[str]) -> dict[str, str]:
     return keys
 
 
-def differences(old: dict[str, str], new: dict[str, str], what: str) -> list[str]:
-    """``key: old there, new now`` for each differing entry (``what``: argument or knob)."""
+def differences(old: dict[str, str], new: dict[str, str], what: str, ignore=()) -> list[str]:
+    """``key: old there, new now`` for each differing entry but those in ``ignore`` (``what``: argument or knob)."""
     out = []
     for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
+        if old.get(key) != new.get(key) and key not in ignore:
             there = "unset" if key not in old else repr(old[key])
             now = "unset" if key not in new else repr(new[key])
             out.append(f"{what} {key}: {there} there, {now} now")
@@ -85,7 +90,7 @@ def begin(out: Path, command: list[str]) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, {"command": command, "finished": False})
         return 0
-    differing = differences(as_keys(recorded["command"]), as_keys(command), "argument")
+    differing = differences(as_keys(recorded["command"]), as_keys(command), "argument", ignore=LAYOUT_ARGS)
     if differing:
         print(f"error: {out} was made by another command ({path}); running this one would mix two runs: "
               + "; ".join(differing) + ". Use another RUNS (or DATA) folder, or remove this one to start over.",
