@@ -29,7 +29,8 @@ def test_a_step_runs_until_done_then_is_skipped_and_another_command_is_refused(t
 
 def test_a_file_output_is_recorded_beside_it(tmp_path):
     output = tmp_path / "train.ref.parquet"
-    assert recipes("step", "begin", str(output), "--", "bash", "scripts/train.sh", f"ref.output={output}").returncode == 0
+    command = ["--", "bash", "scripts/train.sh", f"ref.output={output}"]
+    assert recipes("step", "begin", str(output), *command).returncode == 0
     assert (tmp_path / "train.ref.parquet.recipe_step.json").is_file() and not output.exists()
 
 

@@ -13,8 +13,8 @@ import os
 
 from dft.cli.preflight import config_names, registered_losses
 
-COUNTS = ("N_TRAIN", "EVAL_SAMPLES", "NPROC_PER_NODE", "EVAL_GPUS", "EVAL_LIMIT", "EVAL_MAX_NEW_TOKENS", "TINY_PROBLEMS",
-          "PRETRAIN_STEPS")
+COUNTS = ("N_TRAIN", "EVAL_SAMPLES", "NPROC_PER_NODE", "EVAL_GPUS", "EVAL_LIMIT", "EVAL_MAX_NEW_TOKENS",
+          "TINY_PROBLEMS", "PRETRAIN_STEPS")
 CHOICES = {"GRADER": ("paper", "ours"), "EVAL_BACKEND": ("hf", "vllm"), "FIGURE_FORMAT": ("pdf", "svg", "png"),
            "DRY_RUN": ("0", "1"), "SCALE": ("cluster", "tiny")}  # fmt: skip
 

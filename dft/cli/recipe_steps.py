@@ -35,7 +35,8 @@ LAYOUT_KNOBS = ("DRY_RUN", "NPROC_PER_NODE", "EVAL_GPUS", "FIGURE_FORMAT", "DATA
 # a step's arguments that change how it is laid out on the machine, never its result: a step started again on
 # another number of GPUs, or with other batch sizes for generation, goes on with its own work
 LAYOUT_ARGS = ("data_parallel", "gpus_per_replica", "hf.batch_size", "chunk_size", "grading.workers",
-               "vllm.tensor_parallel_size", "vllm.gpu_memory_utilization", "GPUS_PER_NODE", "ref.rows_per_step")  # fmt: skip
+               "vllm.tensor_parallel_size", "vllm.gpu_memory_utilization", "GPUS_PER_NODE",
+               "ref.rows_per_step")  # fmt: skip
 
 
 FILE_SUFFIXES = (".parquet", ".jsonl", ".json", ".md", ".pdf", ".png", ".svg")  # a step's output file, not folder
