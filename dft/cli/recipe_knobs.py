@@ -14,7 +14,7 @@ import os
 from dft.cli.preflight import config_names, registered_losses
 
 COUNTS = ("N_TRAIN", "EVAL_SAMPLES", "NPROC_PER_NODE", "EVAL_GPUS", "EVAL_LIMIT", "EVAL_MAX_NEW_TOKENS",
-          "TINY_PROBLEMS", "PRETRAIN_STEPS")
+          "TINY_PROBLEMS", "PRETRAIN_STEPS")  # fmt: skip
 CHOICES = {"GRADER": ("paper", "ours"), "EVAL_BACKEND": ("hf", "vllm"), "FIGURE_FORMAT": ("pdf", "svg", "png"),
            "DRY_RUN": ("0", "1"), "SCALE": ("cluster", "tiny")}  # fmt: skip
 
@@ -45,8 +45,12 @@ def knob_errors(env) -> list[str]:
     errors = []
     for knob in ("MODELS", "MODEL"):
         if env.get(knob, "").strip():
-            errors += _unknown(knob, env[knob].split(), _presets(env.get("SCALE", "cluster")),
-                               f"preset at SCALE={env.get('SCALE', 'cluster')} (python -m dft presets)")
+            errors += _unknown(
+                knob,
+                env[knob].split(),
+                _presets(env.get("SCALE", "cluster")),
+                f"preset at SCALE={env.get('SCALE', 'cluster')} (python -m dft presets)",
+            )
     if env.get("SETTING"):
         errors += _unknown("SETTING", [env["SETTING"]], config_names("setting"), "setting (configs/setting/)")
     if env.get("LOSSES", "").strip():

@@ -269,8 +269,14 @@ def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     try:
         runs, where = parse_runs(args.run, args.runs)
-        text = build_table(args.table, runs, allow_deviations=args.allow_deviations, where=where, metric=args.metric,
-                           runs_only=args.runs_only)
+        text = build_table(
+            args.table,
+            runs,
+            allow_deviations=args.allow_deviations,
+            where=where,
+            metric=args.metric,
+            runs_only=args.runs_only,
+        )
     except ValueError as exc:
         refuse(str(exc))
     emit(text, args.out)
