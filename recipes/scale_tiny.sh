@@ -55,8 +55,8 @@ SCALE_OFFLINE=(data.train_batch_size=8)
 RL_VAL_SIZE=${RL_VAL_SIZE:-16}
 # PPO and GRPO: RL_STEPS steps of 16 prompts, each saved, at an actor learning rate that moves a tiny model
 RL_LR=${RL_LR:-1e-4}
-SCALE_RL=(rl_setting=tiny-cpu trainer.total_training_steps="$RL_STEPS" trainer.save_freq=1 trainer.max_actor_ckpt_to_keep=1
-  trainer.max_critic_ckpt_to_keep=1 actor_rollout_ref.actor.optim.lr="$RL_LR")
+SCALE_RL=(rl_setting=tiny-cpu trainer.total_training_steps="$RL_STEPS" trainer.save_freq=1
+  trainer.max_actor_ckpt_to_keep=1 trainer.max_critic_ckpt_to_keep=1 actor_rollout_ref.actor.optim.lr="$RL_LR")
 # GRPO's responses per prompt: the tiny Base earns the reward with ~2% of its samples at temperature 1 (RFT's rate), so
 # with the paper's 4 a step of 16 prompts often has no reward at all (every advantage 0); 8 make a reward likelier
 SCALE_RL_GRPO=(actor_rollout_ref.rollout.n=8)

@@ -32,8 +32,9 @@ for loss in sft dft; do
 done
 train "$RUNS/train/$MODEL-rft-iw_sft" preset="$MODEL" setting="$SETTING" loss.name=iw_sft \
   data.train_files="$rft/rft.ref.parquet" "${SCALE_OFFLINE[@]}" "$@"
+# (at toy scale, DPO_LR wins over an optim.lr among the arguments, which sets the other offline runs' rate)
 train "$RUNS/train/$MODEL-dpo" preset="$MODEL" setting=dpo data.train_files="$rft/pairs.ref.parquet" \
-  "${SCALE_OFFLINE[@]}" "${SCALE_DPO[@]}" "$@"
+  "${SCALE_OFFLINE[@]}" "$@" "${SCALE_DPO[@]}"
 
 # online RL: verl's own PPO/GRPO (scripts/train_rl.sh) on the same problems, rewarded by math-verify; the actor's
 # checkpoints also hold Hugging Face weights, which dft eval finds in the run folder; every rollout, with its

@@ -74,6 +74,8 @@ def add_arguments(parser) -> None:
 
 def main(args) -> None:
     table = run(args)
+    if not table.is_file():  # DRY_RUN=1: the recipes printed their commands
+        return
     print()
     print(table.read_text())
     print(f"\n{NOTE}")
