@@ -39,7 +39,8 @@ export DRY_RUN NPROC_PER_NODE
 EVAL_LAYOUT=(backend="$EVAL_BACKEND" data_parallel="$EVAL_GPUS" gpus_per_replica=1)
 [ "$EVAL_BACKEND" = hf ] && EVAL_LAYOUT=(backend=hf data_parallel=1 gpus_per_replica=0)
 # what the scale adds (SCALE=tiny: recipes/scale_tiny.sh): to evaluations, tables and figures, and to RL and sampling
-declare -p SCALE_EVAL >/dev/null 2>&1 || SCALE_EVAL=() SCALE_REPORT=() SCALE_RL=() SCALE_RFT=() SCALE_NUMINA=() SCALE_CFT=()
+declare -p SCALE_EVAL >/dev/null 2>&1 || SCALE_EVAL=() SCALE_REPORT=() SCALE_RL=() SCALE_RFT=() SCALE_NUMINA=() \
+  SCALE_CFT=() SCALE_RL_GRPO=() SCALE_OFFLINE=() SCALE_DPO=()
 # scale_train_args OVERRIDES...: sets SCALE_TRAIN, what the scale adds to a training or scoring command (cluster: none)
 declare -F scale_train_args >/dev/null || scale_train_args() { SCALE_TRAIN=(); }
 
@@ -56,10 +57,8 @@ run() {
 # The recipe's knobs are claimed before its first step (begin_recipe).
 step() {
   local out=$1 status=0; shift
-  if [ "$DRY_RUN" = 1 ]; then  # the launchers (bash scripts/...) print their own commands under DRY_RUN
-    if [ "$1" = bash ]; then "$@"; else run "$@"; fi
-    return
-  fi
+  # a dry run prints the command; a launcher (bash scripts/*.sh, maybe under env) prints the command it would launch
+  if [ "$DRY_RUN" = 1 ]; then case $1 in bash | env) "$@" ;; *) run "$@" ;; esac; return; fi
   [ -n "${RECIPE_BEGUN:-}" ] || begin_recipe
   python -m dft recipes step begin "$out" -- "$@" || status=$?
   if [ "$status" = 3 ]; then echo "[recipe] finished before: $out"; return 0; fi

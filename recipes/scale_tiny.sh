@@ -26,7 +26,7 @@ FIGURE_FORMAT=${FIGURE_FORMAT:-png}
 # the recipes' own knobs: the tiny Base for one-model recipes, it and a faithful Qwen2.5-Math for the model tables
 MODEL=${MODEL:-tiny-cpu}
 MODELS=${MODELS:-tiny-cpu qwen2.5-math-1.5b}
-N_PROBLEMS=${N_PROBLEMS:-64}
+N_PROBLEMS=${N_PROBLEMS:-48}
 N_CFT=${N_CFT:-64}
 RL_STEPS=${RL_STEPS:-2}
 ROWS=${ROWS:-32}
@@ -49,9 +49,25 @@ SCALE_CFT=(--source local --input "$TINY/sources/cft.jsonl")
 SCALE_EVAL=(limit="$EVAL_LIMIT" sampling.max_new_tokens="$EVAL_MAX_NEW_TOKENS" benchmarks="$EVAL_BENCHMARKS" hf.batch_size=64
   chunk_size=64)
 [[ "$EVAL_BENCHMARKS" == *tiny_math* ]] && SCALE_EVAL+=(data_dir="$TINY/benchmarks")
-SCALE_RFT=(limit="$N_PROBLEMS" sampling.max_new_tokens="$EVAL_MAX_NEW_TOKENS" hf.batch_size=64)
-SCALE_RL=(rl_setting=tiny-cpu trainer.total_training_steps="$RL_STEPS" trainer.save_freq=1 trainer.max_actor_ckpt_to_keep=1
-  trainer.max_critic_ckpt_to_keep=1)
+# rejection sampling: the tiny Base is right on ~2% of its samples, so 16 per problem (not 4) give a dozen accepted
+# rows and ~170 DPO pairs from N_PROBLEMS problems, and the offline runs train on batches of 8 of them
+SCALE_RFT=(limit="$N_PROBLEMS" sampling.max_new_tokens="$EVAL_MAX_NEW_TOKENS" hf.batch_size=64 sampling.n=16)
+SCALE_OFFLINE=(data.train_batch_size=8)
+RL_VAL_SIZE=${RL_VAL_SIZE:-16}
+# PPO and GRPO: RL_STEPS steps of 16 prompts, each saved, at an actor learning rate that moves a tiny model
+RL_LR=${RL_LR:-1e-4}
+SCALE_RL=(rl_setting=tiny-cpu trainer.total_training_steps="$RL_STEPS" trainer.save_freq=1
+  trainer.max_actor_ckpt_to_keep=1 trainer.max_critic_ckpt_to_keep=1 actor_rollout_ref.actor.optim.lr="$RL_LR")
+# GRPO's responses per prompt: the tiny Base earns the reward with ~2% of its samples at temperature 1 (RFT's rate), so
+# with the paper's 4 a step of 16 prompts often has no reward at all (every advantage 0); 8 make a reward likelier
+SCALE_RL_GRPO=(actor_rollout_ref.rollout.n=8)
+# DPO's learning rate (setting=dpo's 1e-6 moves a tiny model nothing in 4 steps)
+DPO_LR=${DPO_LR:-1e-4}
+SCALE_DPO=(optim.lr="$DPO_LR")
+# RL's Ray: an instance of its own, never a running cluster's (scripts/train_rl.sh joins none when RAY_ADDRESS is
+# empty; ray.init finds no cluster address in a temp folder of its own, keyed by RUNS)
+export RAY_ADDRESS=
+export RAY_TMPDIR="/tmp/ray-tiny-$(printf %s "${RUNS:-runs}" | cksum | cut -d' ' -f1)"
 SCALE_REPORT=(--allow-deviations --runs-only)
 
 # scale_begin: the tiny model and the toy sources (before the recipe's first step)

@@ -38,8 +38,11 @@ def test_other_knobs_are_refused_naming_each_and_layout_knobs_are_not_recorded(t
     assert recipes("claim", str(tmp_path), "table1", "MODELS=a b", "N_TRAIN=64", "NPROC_PER_NODE=8").returncode == 0
     assert json.loads((tmp_path / "recipes" / "table1.json").read_text()) == {"MODELS": "a b", "N_TRAIN": "64"}
     assert recipes("claim", str(tmp_path), "table1", "MODELS=a b", "N_TRAIN=64", "NPROC_PER_NODE=2").returncode == 0
-    refused = recipes("claim", str(tmp_path), "table1", "MODELS=a", "N_TRAIN=64", "SETTING=paper")
+    refused = recipes("claim", str(tmp_path), "table1", "MODELS=a", "N_TRAIN=32")
     assert refused.returncode == 2
     assert "knob MODELS: 'a b' there, 'a' now" in refused.stderr
-    assert "knob SETTING: unset there, 'paper' now" in refused.stderr
+    assert "knob N_TRAIN: '64' there, '32' now" in refused.stderr
+    # a knob added to the recipes since the runs were made is recorded, not refused
+    assert recipes("claim", str(tmp_path), "table1", "MODELS=a b", "N_TRAIN=64", "RL_LR=1e-4").returncode == 0
+    assert json.loads((tmp_path / "recipes" / "table1.json").read_text())["RL_LR"] == "1e-4"
     assert recipes("claim", str(tmp_path), "table2", "MODELS=a").returncode == 0  # another recipe: its own record

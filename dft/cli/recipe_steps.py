@@ -113,11 +113,14 @@ def claim_knobs(runs: Path, recipe: str, pairs: list[str]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, knobs)
         return
-    differing = differences(recorded, knobs, "knob")
+    # a knob the record lacks is one added to the recipes since: not a difference (its default made the runs)
+    differing = differences(recorded, {k: v for k, v in knobs.items() if k in recorded}, "knob")
     if differing:
         print(f"error: {runs} holds recipe {recipe}'s runs made with other knobs ({path}): " + "; ".join(differing)
               + ". Set the same knobs to go on with them, or use another RUNS folder.", file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
+    if set(knobs) - set(recorded):
+        write_json_atomic(path, {**knobs, **recorded})
 
 
 def main(argv: list[str]) -> None:

@@ -11,8 +11,8 @@ METHODS=${METHODS:-"sft dft dpo ppo grpo"}
 
 # in the data format the models were trained in (setting=paper: the official one; SETTING=corrected: chat)
 [ "$SETTING" = paper ] && format=official || format=chat
-run python -m dft data numina --out "$DATA/numina-sample" --n "$ROWS" --selection random --seed 1 --on-bad-row skip \
-  --format "$format"
+step "$DATA/numina-sample" python -m dft data numina --out "$DATA/numina-sample" --n "$ROWS" --selection random --seed 1 \
+  --on-bad-row skip --format "$format" "${SCALE_NUMINA[@]}"
 sample="$DATA/numina-sample/train.parquet"
 score "$RUNS/fig2/base.parquet" preset="$MODEL" setting="$SETTING" data.train_files="$sample" "$@"
 figure_runs=(--run "Base=$RUNS/fig2/base.parquet")

@@ -19,7 +19,8 @@ import argparse
 import time
 from pathlib import Path
 
-from dft.cli.quickstart.recipe import run_recipe, table_lines
+from dft.cli.quickstart import table1
+from dft.cli.quickstart.recipe import table_lines
 from dft.core.args import DefaultsHelpFormatter, at_least, positive_float, positive_int
 
 TEST_PROBLEMS = 500  # the held-out split recipes/scale_tiny.sh builds; --n-test evaluates its first N
@@ -61,29 +62,6 @@ def at_most(limit: int):
     return parse
 
 
-def table1_knobs(args) -> dict[str, str]:
-    """The Table 1 recipe's knobs for the quickstart's options: the tiny Base only, our corrected setting (the chat
-    format the tiny model is evaluated in), every fine-tuning row, the held-out tiny_math benchmark."""
-    return {
-        "MODELS": "tiny-cpu",
-        "SETTING": "corrected",
-        "GRADER": "ours",
-        "TINY_PROBLEMS": str(args.n_train),
-        "PRETRAIN_STEPS": str(args.pretrain_steps),
-        "N_TRAIN": str(args.n_train // 2),
-        "EVAL_BENCHMARKS": "[tiny_math]",
-        "EVAL_LIMIT": str(args.n_test),
-        "EVAL_SAMPLES": "1",
-        "EVAL_MAX_NEW_TOKENS": str(args.max_new_tokens),
-    }
-
-
-def finetune_overrides(args) -> list[str]:
-    """Every fine-tuning run's Hydra overrides (the recipe's arguments): the quickstart's steps and learning rate."""
-    return [f"optim.lr={args.lr}", f"trainer.total_training_steps={args.steps}", "data.train_batch_size=32",
-            "trainer.save_freq=50"]  # fmt: skip
-
-
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
     from dft.cli.quickstart import continuum, table3
@@ -92,8 +70,7 @@ def main(argv=None) -> None:
         return continuum.main(args)
     if args.table == "table3":
         return table3.main(args)
-    start, out = time.time(), args.out.resolve()
-    run_recipe("table1", table1_knobs(args), finetune_overrides(args), out)
+    start, table = time.time(), table1.run(args)
     print()
-    print(table_lines(out / "runs" / "table1.md"))
-    print(f"\ntable: {out / 'runs' / 'table1.md'}   wall time: {time.time() - start:.0f} s")
+    print(table_lines(table))
+    print(f"\ntable: {table}   wall time: {time.time() - start:.0f} s")
