@@ -38,13 +38,14 @@ train "$RUNS/train/$MODEL-dpo" preset="$MODEL" setting=dpo data.train_files="$rf
 
 # online RL: verl's own PPO/GRPO (scripts/train_rl.sh) on the same problems, rewarded by math-verify; the actor's
 # checkpoints also hold Hugging Face weights, which dft eval finds in the run folder; every rollout, with its
-# reward, is kept in the run's rollouts/ folder
+# reward, is kept in the run's rollouts/ folder and every step's metrics in its metrics.jsonl
 for algo in $RL_ALGOS; do
   out="$RUNS/train/$MODEL-$algo"
   scale_rl=("${SCALE_RL[@]}")
   [ "$algo" = grpo ] && scale_rl+=("${SCALE_RL_GRPO[@]}")
-  step "$out" env ALGO="$algo" MODEL="$hub" DATA_DIR="$rl" GPUS_PER_NODE="$NPROC_PER_NODE" bash scripts/train_rl.sh \
-    trainer.default_local_dir="$out" trainer.rollout_data_dir="$out/rollouts" \
+  step "$out" env ALGO="$algo" MODEL="$hub" DATA_DIR="$rl" GPUS_PER_NODE="$NPROC_PER_NODE" \
+    VERL_FILE_LOGGER_PATH="$out/metrics.jsonl" bash scripts/train_rl.sh trainer.default_local_dir="$out" \
+    trainer.rollout_data_dir="$out/rollouts" 'trainer.logger=[console,file]' \
     'actor_rollout_ref.actor.checkpoint.save_contents=[model,optimizer,extra,hf_model]' "${scale_rl[@]}"
 done
 
