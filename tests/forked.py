@@ -7,19 +7,15 @@ thread and sequential tokenization (neither OpenMP's nor the tokenizers' thread 
 executes the module as ``__main__`` with ``runpy``: the command line's own code (preflight, Hydra, the
 trainer), in its own processes, so no state of one run reaches another or the tests.
 
-``run_forked`` is ``subprocess.run`` of such a command, with the output of every rank returned;
-``ForkedPopen`` is ``subprocess.Popen`` of a ``python -m``/torchrun command line, and ``forking_subprocess``
-a stand-in for the ``subprocess`` module that forks those command lines and runs any other (bash, git) for
-real, for a command that launches stages itself (tests/forked_quickstart.py). ``DFT_TESTS_SUBPROCESS=1``
-runs real ``python``/``torchrun`` instead (tests/conftest.py). The commands that tests run through the real
-launchers (the Table 1 quickstart, ``scripts/*.sh``, the CLI tests) keep covering interpreter start-up and
-torchrun itself.
+``run_forked`` is ``subprocess.run`` of such a command, with the output of every rank returned (``ForkedPopen``
+its ``subprocess.Popen``). ``DFT_TESTS_SUBPROCESS=1`` runs real ``python``/``torchrun`` instead
+(tests/conftest.py). The commands that tests run through the real launchers (the recipes at toy scale in
+tests_toy_scale/, ``scripts/*.sh``, the CLI tests) keep covering interpreter start-up and torchrun itself.
 """
 
 import os
 import runpy
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,20 +33,6 @@ def torchrun_env(rank: int, nproc: int, port: int) -> dict:
            "MASTER_PORT": port, "TORCHELASTIC_RUN_ID": "forked", "TORCHELASTIC_RESTART_COUNT": 0,
            "TORCHELASTIC_MAX_RESTARTS": 0, "OMP_NUM_THREADS": 1}  # fmt: skip
     return {key: str(value) for key, value in env.items()}
-
-
-def parse_command(cmd: list) -> tuple[str, list, int | None] | None:
-    """(module, args, nproc) of ``python -m module args`` or of ``python -m torch.distributed.run --standalone
-    --nproc_per_node=N -m module args`` (nproc None for the first); None for any other command line."""
-    cmd = [str(c) for c in cmd]
-    if len(cmd) < 3 or cmd[0] != sys.executable or cmd[1] != "-m":
-        return None
-    if cmd[2] != "torch.distributed.run":
-        return cmd[2], cmd[3:], None
-    options, rest = cmd[3:5], cmd[5:]
-    if options[0] != "--standalone" or not options[1].startswith("--nproc_per_node=") or rest[:1] != ["-m"]:
-        return None
-    return rest[1], rest[2:], int(options[1].split("=", 1)[1])
 
 
 def _exit_code(exit: SystemExit) -> int:
@@ -114,15 +96,6 @@ class ForkedPopen:
                 _child(module, [str(a) for a in args], rank_env, str(cwd), out_fd, err_fd)
             self.pids.append(pid)
 
-    @classmethod
-    def of_command(cls, cmd: list, stdout=None, stderr=None, env=None, cwd=None) -> "ForkedPopen":
-        """From a command line (``parse_command``) with Popen's stdout/stderr: files, ``STDOUT`` or None."""
-        module, args, nproc = parse_command(cmd)
-        out_fd = stdout.fileno() if stdout is not None else 1
-        err_fd = out_fd if stderr == subprocess.STDOUT else stderr.fileno() if stderr is not None else 2
-        outputs = [(out_fd, err_fd)] * (nproc or 1)
-        return cls(module, args, dict(os.environ) if env is None else env, cwd or os.getcwd(), nproc, outputs)
-
     def _kill_the_rest(self) -> None:
         for pid in self.pids:
             if pid not in self.codes:
@@ -167,21 +140,3 @@ def run_forked(module: str, args: list, env: dict, cwd: Path, nproc: int | None,
         stdout = "".join(out.read_text(errors="replace") for out, _ in paths)
         stderr = "".join(err.read_text(errors="replace") for _, err in paths)
     return SimpleNamespace(returncode=returncode, stdout=stdout, stderr=stderr, args=[module, *args])
-
-
-def forking_subprocess() -> SimpleNamespace:
-    """A stand-in for the ``subprocess`` module, for a module that launches commands: ``Popen`` and ``run`` fork
-    ``python -m``/torchrun command lines (``ForkedPopen``) and run any other command for real."""
-
-    def popen(cmd, **kwargs):
-        if parse_command(cmd) is None:
-            return subprocess.Popen(cmd, **kwargs)
-        return ForkedPopen.of_command(cmd, **kwargs)
-
-    def run(cmd, **kwargs):
-        if parse_command(cmd) is None:
-            return subprocess.run(cmd, **kwargs)
-        proc = popen(cmd, **kwargs)
-        return subprocess.CompletedProcess(cmd, proc.wait())
-
-    return SimpleNamespace(Popen=popen, run=run, STDOUT=subprocess.STDOUT, PIPE=subprocess.PIPE)
