@@ -36,8 +36,11 @@ FIGURE_FORMAT=${FIGURE_FORMAT:-pdf}
 N_TRAIN=${N_TRAIN:-100000}
 export DRY_RUN NPROC_PER_NODE
 # dft eval's and dft data rft's backend layout: EVAL_GPUS vLLM replicas of one GPU each, or one process on the CPU
-EVAL_LAYOUT=(backend="$EVAL_BACKEND" data_parallel="$EVAL_GPUS" gpus_per_replica=1)
-[ "$EVAL_BACKEND" = hf ] && EVAL_LAYOUT=(backend=hf data_parallel=1 gpus_per_replica=0)
+# (unless the scale set it)
+if ! declare -p EVAL_LAYOUT >/dev/null 2>&1; then
+  EVAL_LAYOUT=(backend="$EVAL_BACKEND" data_parallel="$EVAL_GPUS" gpus_per_replica=1)
+  [ "$EVAL_BACKEND" = hf ] && EVAL_LAYOUT=(backend=hf data_parallel=1 gpus_per_replica=0)
+fi
 # what the scale adds (SCALE=tiny: recipes/scale_tiny.sh): to evaluations, tables and figures, and to RL and sampling
 declare -p SCALE_EVAL >/dev/null 2>&1 || SCALE_EVAL=() SCALE_REPORT=() SCALE_RL=() SCALE_RFT=() SCALE_NUMINA=() \
   SCALE_CFT=() SCALE_RL_GRPO=() SCALE_OFFLINE=() SCALE_DPO=()

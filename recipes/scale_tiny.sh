@@ -69,6 +69,13 @@ SCALE_DPO=(optim.lr="$DPO_LR")
 export RAY_ADDRESS=
 export RAY_TMPDIR="/tmp/ray-tiny-$(printf %s "${RUNS:-runs}" | cksum | cut -d' ' -f1)"
 SCALE_REPORT=(--allow-deviations --runs-only)
+# EVAL_BACKEND=vllm: vLLM's CPU build, in the command's own process, float32, a 256 MiB KV cache; for the faithful
+# tiny models only (the tiny Base's 16-wide attention heads are below the 32 vLLM's CPU attention needs)
+if [ "$EVAL_BACKEND" = vllm ]; then
+  EVAL_LAYOUT=(backend=vllm data_parallel=1 gpus_per_replica=0)
+  SCALE_EVAL+=(vllm.dtype=float32 +vllm.kv_cache_memory_bytes=268435456 +vllm.enforce_eager=true)
+  export VLLM_ENABLE_V1_MULTIPROCESSING=0
+fi
 
 # scale_begin: the tiny model and the toy sources (before the recipe's first step)
 scale_begin() {
