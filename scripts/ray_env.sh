@@ -10,6 +10,11 @@
 #   - RAY_ADDRESS unset or `auto`: the cluster this machine runs (`ray status`), else RAY_ADDRESS=local, a fresh
 #     local Ray; `local` also keeps ray.init() from following a /tmp/ray/ray_current_cluster that a dead head
 #     left behind (it would fail to connect to it).
+# answers HOST:PORT: whether something accepts a TCP connection there (within 3 s)
+answers() {
+  timeout 3 bash -c ": <\"/dev/tcp/${1%:*}/${1##*:}\"" 2>/dev/null
+}
+
 ray_driver_env() {
   local token_file=${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}
   if [ -z "${RAY_AUTH_MODE:-}" ] && { [ -n "${RAY_AUTH_TOKEN:-}" ] || [ -s "$token_file" ]; }; then
@@ -18,13 +23,17 @@ ray_driver_env() {
   case "${RAY_ADDRESS-auto}" in
     "" | local) export RAY_ADDRESS=local ;;
     auto)
-      if RAY_ADDRESS=auto timeout 60 ray status >/dev/null 2>&1; then
+      local recorded= file=${RAY_TMPDIR:-${TMPDIR:-/tmp}}/ray/ray_current_cluster  # where Ray keeps it
+      if [ -s "$file" ]; then recorded=$(head -n1 "$file"); fi
+      if [ -n "$recorded" ] && ! answers "$recorded"; then
+        # `ray status` would spend ~45 s retrying that address before failing
+        echo "ray_env.sh: $file names a Ray head at $recorded that does not answer (a" \
+          "cluster that ended without \`ray stop\`); starting a local Ray instead (RAY_ADDRESS=host:port joins" \
+          "a cluster; deleting that file silences this)" >&2
+        export RAY_ADDRESS=local
+      elif RAY_ADDRESS=auto timeout 60 ray status >/dev/null 2>&1; then
         export RAY_ADDRESS=auto
       else
-        if [ -s /tmp/ray/ray_current_cluster ]; then
-          echo "ray_env.sh: /tmp/ray/ray_current_cluster names a Ray head at $(head -n1 /tmp/ray/ray_current_cluster)" \
-            "that does not answer (a cluster that ended without \`ray stop\`); starting a local Ray instead" >&2
-        fi
         export RAY_ADDRESS=local
       fi
       ;;

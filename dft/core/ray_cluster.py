@@ -31,9 +31,9 @@ def node_wait_s() -> float:
 
 
 def current_cluster_file() -> Path:
-    from ray._common.utils import get_ray_temp_dir
+    from ray._common.utils import get_ray_address_file
 
-    return Path(get_ray_temp_dir()) / "ray_current_cluster"
+    return Path(get_ray_address_file(None))
 
 
 def answers(address: str, timeout_s: float = 3.0) -> bool:
@@ -53,7 +53,8 @@ def stale_cluster_address() -> str | None:
     path = current_cluster_file()
     if not path.is_file():
         return None
-    address = path.read_text().strip().splitlines()[0] if path.read_text().strip() else ""
+    text = path.read_text().strip()
+    address = text.splitlines()[0] if text else ""
     return address if address and not answers(address) else None
 
 
@@ -164,8 +165,9 @@ class NodeWatch:
         if not self.lost:
             return None
         names = "; ".join(self.lost.values())
+        last_line = (str(error).strip().splitlines() or [""])[-1]
         return NodeLost(f"Ray lost {len(self.lost)} node(s) during the run: {names} ({type(error).__name__}: "
-                        f"{str(error).strip().splitlines()[-1] if str(error).strip() else ''}). {resume_hint}")  # fmt: skip
+                        f"{last_line}). {resume_hint}")  # fmt: skip
 
 
 # what a worker or the driver reports when a peer process or its node vanished
