@@ -32,6 +32,8 @@ from conftest import REPO, tiny_overrides
 
 HEALTH_CHECK = {"RAY_health_check_period_ms": "500", "RAY_health_check_timeout_ms": "1000",
                 "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "1000"}  # fmt: skip
+# a raylet on a busy 2-core machine can take longer than Ray's 10 s to register
+SLOW_START = {"RAY_raylet_start_wait_time_s": "120"}
 
 # prints {"nodes": [[id, alive, name]...], "actors": [[actor id, class, node id, job id]...]} of the cluster
 PROBE = """import json, sys, ray
@@ -54,8 +56,8 @@ class RayNodes:
     def __init__(self, port: int, ray_tmpdir: str):
         self.address = f"127.0.0.1:{port}"
         token = uuid.uuid4().hex + uuid.uuid4().hex  # this cluster's own token, not ~/.ray's
-        self.env = {**os.environ, **HEALTH_CHECK, "RAY_AUTH_TOKEN": token, "RAY_PORT": str(port), "BLOCK": "1",
-                    "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": ray_tmpdir}  # fmt: skip
+        self.env = {**os.environ, **HEALTH_CHECK, **SLOW_START, "RAY_AUTH_TOKEN": token, "RAY_PORT": str(port),
+                    "BLOCK": "1", "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": ray_tmpdir}  # fmt: skip
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, cpus: int = 1, head: bool = False, wait_s: float = 90) -> None:
@@ -128,7 +130,7 @@ def test_a_dead_heads_address_left_behind_is_reported_and_a_local_ray_started():
     (Path(ray_tmpdir) / "ray").mkdir()
     (Path(ray_tmpdir) / "ray" / "ray_current_cluster").write_text(dead + "\n")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(RAY_TMPDIR=ray_tmpdir, RAY_AUTH_TOKEN=uuid.uuid4().hex)
+    env.update(SLOW_START, RAY_TMPDIR=ray_tmpdir, RAY_AUTH_TOKEN=uuid.uuid4().hex)
     try:
         check = f"source {REPO}/scripts/ray_env.sh && ray_driver_env && echo $RAY_ADDRESS"
         shell = subprocess.run(["bash", "-c", check], env=env, capture_output=True, text=True, timeout=120)
