@@ -44,6 +44,15 @@ actors = [[k, a["ActorClassName"], a["Address"]["NodeID"], a["JobID"]] for k, a 
 print(json.dumps({"nodes": nodes, "actors": actors}))"""
 
 
+def port_answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -60,18 +69,29 @@ class RayNodes:
                     "BLOCK": "1", "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": ray_tmpdir}  # fmt: skip
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, cpus: int = 1, head: bool = False, wait_s: float = 90) -> None:
+    def start(self, name: str, cpus: int = 1, head: bool = False, wait: bool = True) -> None:
+        """Start a Ray node; ``wait``: until it is live (a head: until its GCS port answers, which is cheaper)."""
         role = {"ROLE": "head"} if head else {"ROLE": "worker", "HEAD_ADDR": self.address}
         env = {**self.env, **role, "NUM_CPUS": str(cpus), "NUM_GPUS": "1", "NODE_NAME": name}
         args = ["--disable-usage-stats"] + (["--include-dashboard=false"] if head else [])
         self.procs[name] = subprocess.Popen(["bash", str(REPO / "scripts" / "ray_cluster.sh"), *args], env=env,
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                             start_new_session=True)  # fmt: skip
+        if head:
+            self.wait_until(lambda: port_answers(self.address), f"{name}'s GCS port")
+        elif wait:
+            self.wait_joined(name)
+
+    def wait_until(self, condition, what: str, wait_s: float = 180) -> None:
         deadline = time.monotonic() + wait_s
-        while name not in self.live_names():
-            assert self.procs[name].poll() is None, f"ray_cluster.sh for {name} exited {self.procs[name].returncode}"
-            assert time.monotonic() < deadline, f"Ray node {name} did not join in {wait_s} s"
+        while not condition():
+            dead = {name: proc.returncode for name, proc in self.procs.items() if proc.poll() is not None}
+            assert not dead, f"ray_cluster.sh exited: {dead}"
+            assert time.monotonic() < deadline, f"{what}: not after {wait_s} s"
             time.sleep(0.5)
+
+    def wait_joined(self, *names: str) -> None:
+        self.wait_until(lambda: set(names) <= set(self.live_names()), f"Ray nodes {names} live")
 
     def kill(self, name: str, sig=signal.SIGKILL) -> None:
         """End a node: its `ray start --block`, raylet and workers (one process group); SIGKILL if it lingers."""
@@ -114,8 +134,9 @@ def ray_nodes():
         began = time.monotonic()
         nodes.start("head", head=True)
         head_s = time.monotonic() - began
-        nodes.start("worker1")
-        print(f"\n[ray] head up in {head_s:.1f} s, 2 live nodes in {time.monotonic() - began:.1f} s")
+        nodes.start("worker1", wait=False)
+        nodes.wait_joined("head", "worker1")
+        print(f"\n[ray] head's port open in {head_s:.1f} s, 2 live nodes in {time.monotonic() - began:.1f} s")
         yield nodes
     finally:
         nodes.stop()
@@ -170,28 +191,40 @@ def new_actors(before: dict, after: dict, cls: str) -> list[list]:
     return [actor for actor in after["actors"] if actor[0] not in seen and actor[1].endswith(cls)]
 
 
+def run_and_lose_a_node(ray_nodes, args, ckpt: Path, node: str):
+    """Start train_ray.sh, kill ``node`` after the first checkpoint; (checkpoint step, seconds from the kill to
+    the run's end, the run, its output)."""
+    run = launch("train_ray.sh", args, driver_env(ray_nodes), wait=False)
+    tracker = ckpt / "latest_checkpointed_iteration.txt"
+    deadline = time.monotonic() + 300
+    try:
+        while not tracker.is_file():
+            assert run.poll() is None, f"the run ended before its first checkpoint:\n{run.stdout.read()[-4000:]}"
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.1)
+        ray_nodes.kill(node)
+        killed, checkpoint = time.monotonic(), int(tracker.read_text())
+        out = run.communicate(timeout=180)[0]
+        return checkpoint, time.monotonic() - killed, run, out
+    finally:
+        if run.poll() is None:
+            run.kill()
+
+
 def test_lost_worker_node_ends_the_run_naming_it_and_the_same_command_resumes_on_both_nodes(ray_nodes, tiny,
                                                                                             tmp_path):  # fmt: skip
     args = tiny_overrides(tiny, tmp_path, 4) + ["trainer.save_freq=1", "loss.name=sft"]
     lost_id = ray_nodes.live_names()["worker1"]
-    run = launch("train_ray.sh", args, driver_env(ray_nodes), wait=False)
-    tracker = tmp_path / "ckpt" / "latest_checkpointed_iteration.txt"
-    deadline = time.monotonic() + 300
-    while not tracker.is_file():
-        assert run.poll() is None, f"the run ended before its first checkpoint:\n{run.stdout.read()[-4000:]}"
-        assert time.monotonic() < deadline, "no checkpoint after 300 s"
-        time.sleep(0.1)
-    ray_nodes.kill("worker1")
-    killed, checkpoint = time.monotonic(), int(tracker.read_text())
-    out = run.communicate(timeout=180)[0]
-    ended_s = time.monotonic() - killed
+    try:
+        checkpoint, ended_s, run, out = run_and_lose_a_node(ray_nodes, args, tmp_path / "ckpt", "worker1")
+    finally:
+        ray_nodes.start("worker1")  # back for the rerun, and for the module's next tests
     print(f"\n[ray] worker node killed after checkpoint {checkpoint}: the run ended {ended_s:.1f} s later")
     assert run.returncode != 0
     assert ended_s < 60, f"the run took {ended_s:.0f} s to end after its node was lost"
     assert "Ray lost 1 node(s) during the run" in out and lost_id[:12] in out, out[-4000:]
     assert "The same command resumes from the last checkpoint" in out
 
-    ray_nodes.start("worker1")
     before = ray_nodes.probe()
     again = launch("train_ray.sh", args, driver_env(ray_nodes))
     assert again.returncode == 0, (again.stdout + again.stderr)[-5000:]

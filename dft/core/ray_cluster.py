@@ -123,6 +123,8 @@ class NodeWatch:
         self.start_nodes = live_nodes()
         self.lost: dict[str, str] = {}
         self.period_s = period_s
+        self._armed = True  # the watcher may interrupt the main thread (until explain() takes over)
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="dft-ray-node-watch", daemon=True)
 
@@ -131,9 +133,14 @@ class NodeWatch:
         return self
 
     def __exit__(self, *exc):
-        self._stop.set()
+        self._disarm()
         self._thread.join(timeout=5)
         return False
+
+    def _disarm(self) -> None:
+        with self._lock:
+            self._armed = False
+        self._stop.set()
 
     def check(self) -> dict[str, str]:
         alive = live_nodes()
@@ -143,25 +150,30 @@ class NodeWatch:
     def _watch(self) -> None:
         while not self._stop.wait(self.period_s):
             try:
-                if self.check():
-                    _thread.interrupt_main()
-                    return
+                lost = self.check()
             except Exception:  # the GCS itself gone: the run's own error says so
                 return
+            with self._lock:
+                if lost and self._armed:
+                    self._armed = False
+                    _thread.interrupt_main()
+                    return
 
     def explain(self, error: BaseException, resume_hint: str, wait_s: float | None = None) -> NodeLost | None:
         """After the run failed with ``error``: if it looks like a lost peer, wait (bounded) until Ray marks a node
         dead; a NodeLost naming it, or None when every node is still live (the failure is something else)."""
+        self._disarm()
         if not self.lost and not looks_like_lost_peer(error):
             return None
         deadline = time.monotonic() + (node_wait_s() if wait_s is None else wait_s)
         while not self.lost and time.monotonic() < deadline:
             try:
-                self.check()
+                if not self.check():
+                    time.sleep(self.period_s)
+            except KeyboardInterrupt:  # the watcher's, sent just before it was disarmed: it saw the loss too
+                continue
             except Exception:
                 return None
-            if not self.lost:
-                time.sleep(self.period_s)
         if not self.lost:
             return None
         names = "; ".join(self.lost.values())

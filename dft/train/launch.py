@@ -37,11 +37,10 @@ def train(config) -> None:
 @hydra.main(config_path=str(CONFIGS), config_name="dft_trainer", version_base=None)
 def train_ray(config) -> None:
     """Train with verl's Ray engine SFT trainer (single controller; one or several nodes)."""
-    from dft.core.ray_cluster import NodeWatch, init_ray, require_nodes
+    from dft.core.ray_cluster import init_ray, require_nodes
     from dft.train.config import prepare_config
     from dft.train.cpu_platform import on_cpu
     from dft.train.run_record import claim_run
-    from dft.train.trainer import DFTRayTrainer
 
     claim_run(config)
     config = prepare_config(config)  # first: it sets the run's log paths, which the workers inherit
@@ -50,6 +49,14 @@ def train_ray(config) -> None:
     env.update({k: os.environ[k] for k in ("VERL_FILE_LOGGER_PATH",) if k in os.environ})
     init_ray(runtime_env={"env_vars": env} if env else None)
     require_nodes(config.trainer.nnodes)  # bounded: names the nodes present when some never join
+    fit_watching_nodes(config)
+
+
+def fit_watching_nodes(config) -> None:
+    """Run the Ray trainer; a node lost during the run ends it with ``NodeLost`` naming the node (bounded time)."""
+    from dft.core.ray_cluster import NodeWatch
+    from dft.train.trainer import DFTRayTrainer
+
     with NodeWatch() as watch:
         try:
             DFTRayTrainer(config=config).fit()
