@@ -74,9 +74,10 @@ class RayNodes:
         role = {"ROLE": "head"} if head else {"ROLE": "worker", "HEAD_ADDR": self.address}
         env = {**self.env, **role, "NUM_CPUS": str(cpus), "NUM_GPUS": "1", "NODE_NAME": name}
         args = ["--disable-usage-stats"] + (["--include-dashboard=false"] if head else [])
+        # Ray's workers run in their raylet's folder: this module's temporary one, not the repository
         self.procs[name] = subprocess.Popen(["bash", str(REPO / "scripts" / "ray_cluster.sh"), *args], env=env,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                            start_new_session=True)  # fmt: skip
+                                            cwd=self.env["RAY_TMPDIR"], stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
         if head:
             self.wait_until(lambda: port_answers(self.address), f"{name}'s GCS port")
         elif wait:
