@@ -95,17 +95,36 @@ class LocalSlurm:
     def logs(self) -> str:
         return "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted((self.root / "log").glob("*.log")))
 
-    def stop(self) -> None:
+    def daemon_pids(self) -> list[int]:
+        """slurmd of each node, slurmctld, munged: the order to stop them in (read once they run)."""
+        files = [self.root / f"slurmd-{n}.pid" for n in NODES] + [self.root / "slurmctld.pid"]
+        return [int(f.read_text().split()[0]) for f in [*files, self.root / "munge" / "munged.pid"] if f.is_file()]
+
+    def stop(self, pids: list[int]) -> None:
+        """Cancel the jobs and wait for their steps to end (a step's slurmstepd needs munged to report its end),
+        then end the daemons by pid: SIGTERM, SIGKILL after 20 s."""
         if self.conf.exists():
             self.run("scancel", "--user=root")
-        pid_files = [self.root / f"slurmd-{n}.pid" for n in NODES]
-        pid_files += [self.root / "slurmctld.pid", self.root / "munge" / "munged.pid"]
-        for pid_file in pid_files:
-            if pid_file.is_file():
-                try:
-                    os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-                except (ProcessLookupError, ValueError):
-                    pass
+            deadline = time.monotonic() + 60
+            while self.run("squeue", "-h").stdout.strip() and time.monotonic() < deadline:
+                time.sleep(0.5)
+        for pid in pids:
+            end_process(pid)
+
+
+def end_process(pid: int, grace_s: float = 20) -> None:
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -114,13 +133,16 @@ def slurm(tmp_path_factory):
     if missing:
         pytest.fail(f"SLURM is not installed here (no {', '.join(missing)} on PATH): run scripts/ci/install_slurm.sh "
                     "as root (apt-get install slurm-wlm munge); a real SLURM is what this module tests")  # fmt: skip
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    cluster, pids = LocalSlurm(tmp_path_factory.mktemp("slurm")), []
     try:
-        seconds = cluster.start()
+        try:
+            seconds = cluster.start()
+        finally:
+            pids = cluster.daemon_pids()  # those that started, even if the cluster did not come up
         print(f"\n[slurm] munged, slurmctld and 2 slurmd up, both nodes idle, in {seconds:.1f} s")
         yield cluster
     finally:
-        cluster.stop()
+        cluster.stop(pids)
 
 
 def sbatch(slurm, template, overrides, out: Path, wait=True, **env):
