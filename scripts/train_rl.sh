@@ -49,6 +49,13 @@ if [ "$GPUS_PER_NODE" = 0 ]; then
   exit 2
 fi
 # join the running Ray cluster (scripts/ray_cluster.sh) if there is one; RAY_ADDRESS= (empty) starts a fresh one
-export RAY_ADDRESS=${RAY_ADDRESS-auto}
-if [ -z "$RAY_ADDRESS" ] || ! ray status >/dev/null 2>&1; then unset RAY_ADDRESS; fi
+# shellcheck source=scripts/ray_env.sh
+source "$REPO/scripts/ray_env.sh"
+ray_driver_env
+if [ "$RAY_ADDRESS" != local ]; then
+  # ray.init() refuses resource and dashboard settings when it joins a running cluster (a CPU setting sets them
+  # for its own local Ray); the cluster's nodes declared theirs when they started
+  cmd+=(++ray_kwargs.ray_init.num_cpus=null ++ray_kwargs.ray_init.num_gpus=null
+    ++ray_kwargs.ray_init.include_dashboard=null)
+fi
 exec "${cmd[@]}"

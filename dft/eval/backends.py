@@ -214,8 +214,9 @@ class RayDataParallel:
     def __init__(self, backend_cls, replicas: int, gpus_per_replica: float = 0, **backend_kwargs):
         import ray
 
-        if not ray.is_initialized():
-            ray.init()
+        from dft.core.ray_cluster import init_ray
+
+        init_ray()  # ray.init(), or a local Ray when the cluster address Ray would follow is dead
         resources = {"num_gpus": gpus_per_replica} if gpus_per_replica else {"num_cpus": 1}
         actor_cls = ray.remote(**resources)(backend_cls)
         self.replicas = [actor_cls.remote(**backend_kwargs) for _ in range(replicas)]

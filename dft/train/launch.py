@@ -37,18 +37,33 @@ def train(config) -> None:
 @hydra.main(config_path=str(CONFIGS), config_name="dft_trainer", version_base=None)
 def train_ray(config) -> None:
     """Train with verl's Ray engine SFT trainer (single controller; one or several nodes)."""
-    import ray
-
+    from dft.core.ray_cluster import init_ray, require_nodes
     from dft.train.config import prepare_config
     from dft.train.cpu_platform import on_cpu
     from dft.train.run_record import claim_run
-    from dft.train.trainer import DFTRayTrainer
 
     claim_run(config)
     config = prepare_config(config)  # first: it sets the run's log paths, which the workers inherit
-    if not ray.is_initialized():
-        # Workers of a local cluster import verl afresh; make them pick the same platform as this driver.
-        env = {"VERL_PLATFORM": "cpu"} if on_cpu() else {}
-        env.update({k: os.environ[k] for k in ("VERL_FILE_LOGGER_PATH",) if k in os.environ})
-        ray.init(runtime_env={"env_vars": env} if env else None)
-    DFTRayTrainer(config=config).fit()
+    # Workers of a local cluster import verl afresh; make them pick the same platform as this driver.
+    env = {"VERL_PLATFORM": "cpu"} if on_cpu() else {}
+    env.update({k: os.environ[k] for k in ("VERL_FILE_LOGGER_PATH",) if k in os.environ})
+    init_ray(runtime_env={"env_vars": env} if env else None)
+    require_nodes(config.trainer.nnodes)  # bounded: names the nodes present when some never join
+    fit_watching_nodes(config)
+
+
+def fit_watching_nodes(config) -> None:
+    """Run the Ray trainer; a node lost during the run ends it with ``NodeLost`` naming the node (bounded time)."""
+    from dft.core.ray_cluster import NodeWatch
+    from dft.train.trainer import DFTRayTrainer
+
+    with NodeWatch() as watch:
+        try:
+            DFTRayTrainer(config=config).fit()
+        except (Exception, KeyboardInterrupt) as error:
+            hint = (f"The same command resumes from the last checkpoint in {config.trainer.default_local_dir} once "
+                    "the cluster has its nodes again.")  # fmt: skip
+            lost = watch.explain(error, hint)
+            if lost is None:
+                raise
+            raise lost from error
