@@ -53,7 +53,8 @@ run() {
 # The recipe's knobs are claimed before its first step (begin_recipe).
 step() {
   local out=$1 status=0; shift
-  if [ "$DRY_RUN" = 1 ]; then run "$@"; return; fi
+  # under DRY_RUN a launcher script (bash scripts/train.sh) prints the command it would run, anything else is printed
+  if [ "$DRY_RUN" = 1 ]; then if [ "$1" = bash ]; then "$@"; else run "$@"; fi; return; fi
   [ -n "${RECIPE_BEGUN:-}" ] || begin_recipe
   python -m dft recipes step begin "$out" -- "$@" || status=$?
   if [ "$status" = 3 ]; then echo "finished before: $out" >&2; return 0; fi
