@@ -26,7 +26,16 @@ from pathlib import Path
 
 from dft.core.args import DefaultsHelpFormatter, refuse
 from dft.eval.graders import check_one_grader
-from dft.report.tables import check_summary, emit, load_paper_tables, our_scores, parse_runs, title
+from dft.report.tables import (
+    MARK,
+    check_summary,
+    deviations,
+    emit,
+    load_paper_tables,
+    our_scores,
+    parse_runs,
+    title,
+)
 
 NORMALIZATIONS = ("official", "token")
 
@@ -92,6 +101,17 @@ def cft_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
 TABLES = {"normalization": normalization_table, "beyond": beyond_table, "cft": cft_table}
 
 
+def protocol_note(runs: dict[str, dict], benchmarks: list[str]) -> str:
+    """Under the table, each run that departs from the paper's protocol (the toy scale's, say) and how."""
+    protocol = load_paper_tables()["protocol"]
+    off = {key: found for key, summary in runs.items() if (found := deviations(summary, "", benchmarks, protocol))}
+    if not off:
+        return ""
+    return "\n\n" + "\n".join(
+        [f"{MARK} not the paper's protocol:"] + [f"- {k}: " + "; ".join(v) for k, v in off.items()]
+    )
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -121,7 +141,7 @@ def main(argv=None) -> None:
         for key, summary in runs.items():
             check_summary(summary, where[key], benchmarks)
         check_one_grader(runs, where)
-        text = TABLES[args.table](runs, benchmarks)
+        text = TABLES[args.table](runs, benchmarks) + protocol_note(runs, benchmarks)
     except ValueError as exc:
         refuse(str(exc))
     emit(text, args.out)
