@@ -213,11 +213,14 @@ def test_the_normalization_recipe_trains_both_normalisations_and_renders_one_tab
 
     lines = dry_run("normalization", RUNS=str(tmp_path))
     trainings = [shlex.split(line) for line in lines if " -m dft train " in line]
-    runs = {(next(a for a in argv if a.startswith("loss.name=")), next(a for a in argv if "normalization=" in a))
-            for argv in trainings}  # fmt: skip
-    assert runs == {(f"loss.name={loss}", f"loss.normalization={norm}") for loss in ("sft", "dft")
-                    for norm in ("official", "token")}  # fmt: skip
+    runs = {(next(a for a in argv if a.startswith("loss.name=")),
+             next((a for a in argv if "normalization=" in a), "setting=paper's")) for argv in trainings}  # fmt: skip
+    assert runs == {(f"loss.name={loss}", norm) for loss in ("sft", "dft")
+                    for norm in ("setting=paper's", "loss.normalization=token")}  # fmt: skip
     assert all("setting=paper" in argv for argv in trainings)
+    # the official runs are Table 1's folders: the same command, or a finished run would be refused as another's
+    table1 = {line for line in dry_run("table1", RUNS=str(tmp_path)) if " -m dft train " in line}
+    assert {line for line in lines if " -m dft train " in line and "normalization=" not in line} <= table1
     argv = shlex.split(next(line for line in lines if " -m dft ablations " in line))
     for number, run in enumerate(argv[i + 1] for i, arg in enumerate(argv) if arg == "--run"):
         metrics = {name: {"avg@16": 0.1 + number / 100, "samples_per_problem": 16, "problems": 30}
@@ -276,3 +279,32 @@ def test_the_beyond_dft_recipe_trains_each_method_and_renders_its_table_and_alph
     numbers = json.loads((tmp_path / "figures" / "beyond_dft_alpha.pdf.json").read_text())
     assert numbers["methods"]["prob_power"]["values"] == [0.1, 0.5, 1.0, 2.0]
     assert numbers["methods"]["prob_power"]["accuracy"] == pytest.approx([14.0, 15.0, 16.0, 17.0])
+
+
+def test_the_cft_recipe_prepares_cft_data_trains_each_loss_and_renders_its_table(tmp_path, capsys):
+    import json
+
+    from dft.report.ablations import main as ablations_main
+
+    lines = dry_run("cft", RUNS=str(tmp_path))
+    [prep] = [shlex.split(line) for line in lines if " -m dft data cft " in line]
+    trainings = [shlex.split(line) for line in lines if " -m dft train " in line]
+    assert all("data.train_files=data/cft/train.parquet" in argv for argv in trainings)
+    assert Counter(next(a for a in argv if a.startswith("loss.name=")) for argv in trainings) == Counter(
+        {"loss.name=sft": 1, "loss.name=dft": 1}
+    )
+    assert prep[prep.index("--n") + 1] == "50000"
+    table = shlex.split(next(line for line in lines if " -m dft ablations " in line))
+    for number, run in enumerate(table[i + 1] for i, arg in enumerate(table) if arg == "--run"):
+        metrics = {name: {"avg@16": 0.1 + number / 100, "samples_per_problem": 16, "problems": 30}
+                   for name in ("math500", "minerva_math", "olympiadbench", "aime24", "amc23")}  # fmt: skip
+        path = Path(run.split("=", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"benchmarks": metrics}))
+    ablations_main(table[table.index("cft") :])
+    printed = capsys.readouterr().out
+    # runs 0-1: SFT, DFT on Qwen2.5-Math-1.5B
+    assert "| Qwen2.5-Math-1.5B | SFT | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 |" in printed
+    assert "| Qwen2.5-Math-1.5B | DFT - SFT | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 | +1.00 |" in printed
+    assert "math500: 30 of 500 problems" in printed  # the runs' departures from the protocol, under the table
+    assert (tmp_path / "cft.md").exists()

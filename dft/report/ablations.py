@@ -3,10 +3,17 @@
     python -m dft ablations normalization --run SFT/official=runs/eval/a/summary.json \\
         --run SFT/token=runs/eval/b/summary.json --run DFT/official=... --run DFT/token=... [--out table.md]
 
+    python -m dft ablations cft --run Qwen2.5-Math-1.5B/SFT=runs/eval/a/summary.json \\
+        --run Qwen2.5-Math-1.5B/DFT=runs/eval/b/summary.json [--out table.md]
+
     python -m dft ablations beyond --run SFT=runs/eval/a/summary.json --run "DFT + end tokens=..." [--out table.md]
 
 ``beyond``: the methods beyond DFT (``recipes/beyond_dft``), a run per method as ``LABEL=SUMMARY``; a row per run
 with avg@k (%) on the five benchmarks, their average, and that average minus the first run's (SFT in the recipe).
+
+``cft``: critique fine-tuning with each loss (``recipes/cft``), a run per model and loss as ``MODEL/METHOD=SUMMARY``;
+a row per run with avg@k (%) on the five benchmarks and their average, and per model with two or more methods a row
+``M - FIRST`` for each later method M (DFT - SFT in the recipe).
 
 ``normalization``: each method trained under ``loss.normalization=official`` (the official DFT trainer's
 per-micro-batch means) and ``token`` (the global token mean), everything else equal (``recipes/normalization``).
@@ -19,7 +26,16 @@ from pathlib import Path
 
 from dft.core.args import DefaultsHelpFormatter, refuse
 from dft.eval.graders import check_one_grader
-from dft.report.tables import check_summary, emit, load_paper_tables, our_scores, parse_runs, title
+from dft.report.tables import (
+    MARK,
+    check_summary,
+    deviations,
+    emit,
+    load_paper_tables,
+    our_scores,
+    parse_runs,
+    title,
+)
 
 NORMALIZATIONS = ("official", "token")
 
@@ -61,7 +77,39 @@ def beyond_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"normalization": normalization_table, "beyond": beyond_table}
+def cft_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
+    """Markdown: one row per (model, method) run, and per model each later method minus its first."""
+    bad = [key for key in runs if not all(key.partition("/")[::2])]
+    if bad or not runs:
+        raise ValueError(f"cft: expected --run MODEL/METHOD=summary.json, got {bad or 'none'}")
+    columns = [*benchmarks, "avg"]
+    header = ["Model", "Method", *map(title, benchmarks), "Avg."]
+    lines = ["**Critique fine-tuning (WebInstruct-CFT) with each loss** (avg@k %)", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    for model in dict.fromkeys(key.partition("/")[0] for key in runs):
+        scores = {key.partition("/")[2]: our_scores(summary, benchmarks)
+                  for key, summary in runs.items() if key.partition("/")[0] == model}  # fmt: skip
+        for method, values in scores.items():
+            lines.append(f"| {model} | {method} | " + " | ".join(_fmt(values.get(c)) for c in columns) + " |")
+        first, *later = scores
+        for method in later:
+            diff = [_diff(scores[method].get(c), scores[first].get(c)) for c in columns]
+            lines.append(f"| {model} | {method} - {first} | " + " | ".join(diff) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {"normalization": normalization_table, "beyond": beyond_table, "cft": cft_table}
+
+
+def protocol_note(runs: dict[str, dict], benchmarks: list[str]) -> str:
+    """Under the table, each run that departs from the paper's protocol (the toy scale's, say) and how."""
+    protocol = load_paper_tables()["protocol"]
+    off = {key: found for key, summary in runs.items() if (found := deviations(summary, "", benchmarks, protocol))}
+    if not off:
+        return ""
+    return "\n\n" + "\n".join(
+        [f"{MARK} not the paper's protocol:"] + [f"- {k}: " + "; ".join(v) for k, v in off.items()]
+    )
 
 
 def _fmt(value: float | None) -> str:
@@ -76,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dft ablations", description=__doc__.splitlines()[0],
                                      formatter_class=DefaultsHelpFormatter)  # fmt: skip
     parser.add_argument("table", choices=sorted(TABLES))
-    runs = "METHOD/NORMALIZATION=summary.json (normalization), LABEL=summary.json (beyond)"
+    runs = (
+        "METHOD/NORMALIZATION=summary.json (normalization), LABEL=summary.json (beyond), "
+        "MODEL/METHOD=summary.json (cft)"
+    )
     parser.add_argument("--run", action="append", default=[], help=runs)
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     return parser
@@ -90,7 +141,7 @@ def main(argv=None) -> None:
         for key, summary in runs.items():
             check_summary(summary, where[key], benchmarks)
         check_one_grader(runs, where)
-        text = TABLES[args.table](runs, benchmarks)
+        text = TABLES[args.table](runs, benchmarks) + protocol_note(runs, benchmarks)
     except ValueError as exc:
         refuse(str(exc))
     emit(text, args.out)

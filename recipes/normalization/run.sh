@@ -11,9 +11,11 @@ prepare_numina_paper
 table_runs=()
 for loss in $LOSSES; do
   for norm in official token; do
-    # the official runs keep Table 1's folder names
-    [ "$norm" = official ] && name="$MODEL-$loss" || name="$MODEL-$loss-token"
-    train "$RUNS/train/$name" preset="$MODEL" setting=paper loss.name="$loss" loss.normalization="$norm" \
+    # the official runs are Table 1's, folder and command (setting=paper's normalisation is official): a finished
+    # one is not trained again, and naming loss.normalization=official there would be another command for it
+    if [ "$norm" = official ]; then name="$MODEL-$loss" norm_args=(); else
+      name="$MODEL-$loss-$norm" norm_args=(loss.normalization="$norm"); fi
+    train "$RUNS/train/$name" preset="$MODEL" setting=paper loss.name="$loss" "${norm_args[@]}" \
       data.train_files="$DATA/numina-paper/train.parquet" "$@"
     evaluate "$RUNS/train/$name" "$RUNS/eval/$name"
     table_runs+=(--run "${loss^^}/$norm=$RUNS/eval/$name/summary.json")
