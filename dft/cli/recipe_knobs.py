@@ -49,7 +49,7 @@ def knob_errors(env) -> list[str]:
                 knob,
                 env[knob].split(),
                 _presets(env.get("SCALE", "cluster")),
-                f"preset at SCALE={env.get('SCALE', 'cluster')} (python -m dft presets)",
+                "preset (python -m dft presets)" + (" with a tiny model" if env.get("SCALE") == "tiny" else ""),
             )
     if env.get("SETTING"):
         errors += _unknown("SETTING", [env["SETTING"]], config_names("setting"), "setting (configs/setting/)")
