@@ -53,7 +53,8 @@ run() {
 # The recipe's knobs are claimed before its first step (begin_recipe).
 step() {
   local out=$1 status=0; shift
-  if [ "$DRY_RUN" = 1 ]; then run "$@"; return; fi
+  # a dry run prints the command; a launcher (bash scripts/...) is run, to print the command it would launch
+  if [ "$DRY_RUN" = 1 ]; then if [ "$1" = bash ]; then "$@"; else run "$@"; fi; return; fi
   [ -n "${RECIPE_BEGUN:-}" ] || begin_recipe
   python -m dft recipes step begin "$out" -- "$@" || status=$?
   if [ "$status" = 3 ]; then echo "finished before: $out" >&2; return 0; fi
