@@ -105,8 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dft ablations", description=__doc__.splitlines()[0],
                                      formatter_class=DefaultsHelpFormatter)  # fmt: skip
     parser.add_argument("table", choices=sorted(TABLES))
-    runs = ("METHOD/NORMALIZATION=summary.json (normalization), LABEL=summary.json (beyond), "
-            "MODEL/METHOD/full|lora=summary.json (lora)")
+    runs = (
+        "METHOD/NORMALIZATION=summary.json (normalization), LABEL=summary.json (beyond), "
+        "MODEL/METHOD/full|lora=summary.json (lora)"
+    )
     parser.add_argument("--run", action="append", default=[], help=runs)
     parser.add_argument("--out", type=Path, help="also write the markdown here")
     return parser

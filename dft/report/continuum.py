@@ -28,6 +28,8 @@ def losses_of(accuracy: dict) -> list[str]:
     if missing:
         raise ValueError(f"continuum: no {' or '.join(missing)} run (give START|LOSS|SEED=summary.json for each)")
     return ["sft", "dft", *[loss for loss in found if loss not in ("sft", "dft")]]
+
+
 PREDICTED = {"strong": "DFT", "weak": "SFT", "intermediate": "either"}
 
 
@@ -118,9 +120,10 @@ def write_continuum(out, diagnoses: dict, accuracy: dict, config: dict, wall_s: 
     summary = {"config": config, "points": points, "wall_s": wall_s,
                "predictions_held": sum(p["prediction_held"] for p in points), "starts": len(points)}  # fmt: skip
     write_json_atomic(out / "continuum.json", summary)
-    note = (f"Accuracy in % on {config['n_test']} held-out problems, mean [min, max] over "
-            f"{config['seeds']} seeds; the prediction is dft diagnose's verdict. It held for "
-            f"{summary['predictions_held']} of {len(points)} starting models. Wall time {wall_s:.0f} s.")  # fmt: skip
+    measure = config.get("measure") or f"Accuracy in % on {config['n_test']} held-out problems"
+    note = (f"{measure}, mean [min, max] over {config['seeds']} seeds; the prediction is dft diagnose's verdict. "
+            f"It held for {summary['predictions_held']} of {len(points)} starting models."
+            + (f" Wall time {wall_s:.0f} s." if wall_s else ""))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "continuum.md", table(points) + "\n\n" + note + "\n")
     figure(points, out / "continuum.png")
@@ -167,7 +170,7 @@ def main(argv=None) -> dict:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     seeds = {int(key.rsplit("|", 1)[1]) for key in accuracy}
-    config = {"seeds": len(seeds), "n_test": "the paper's five benchmarks' avg@k average"}
+    config = {"seeds": len(seeds), "measure": "Accuracy: avg@k in % averaged over the evaluation's benchmarks"}
     try:
         summary = write_continuum(Path(args.out), diagnoses, accuracy, config, 0.0)
     except ValueError as exc:
