@@ -8,12 +8,17 @@
 
     python -m dft ablations beyond --run SFT=runs/eval/a/summary.json --run "DFT + end tokens=..." [--out table.md]
 
+    python -m dft ablations lora --run Qwen2.5-Math-1.5B/SFT/full=runs/eval/a/summary.json \\
+        --run Qwen2.5-Math-1.5B/SFT/lora=runs/eval/b/summary.json ... [--out table.md]
+
 ``beyond``: the methods beyond DFT (``recipes/beyond_dft``), a run per method as ``LABEL=SUMMARY``; a row per run
 with avg@k (%) on the five benchmarks, their average, and that average minus the first run's (SFT in the recipe).
 
 ``cft``: critique fine-tuning with each loss (``recipes/cft``), a run per model and loss as ``MODEL/METHOD=SUMMARY``;
 a row per run with avg@k (%) on the five benchmarks and their average, and per model with two or more methods a row
 ``M - FIRST`` for each later method M (DFT - SFT in the recipe).
+``lora``: each method fine-tuned in full (Table 1's runs) and with LoRA (``recipes/lora``), a run as
+``MODEL/METHOD/full`` or ``MODEL/METHOD/lora``; per model and method a row for each and a row ``LoRA - full``.
 
 ``normalization``: each method trained under ``loss.normalization=official`` (the official DFT trainer's
 per-micro-batch means) and ``token`` (the global token mean), everything else equal (``recipes/normalization``).
@@ -98,9 +103,6 @@ def cft_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
     return "\n".join(lines)
 
 
-TABLES = {"normalization": normalization_table, "beyond": beyond_table, "cft": cft_table}
-
-
 def protocol_note(runs: dict[str, dict], benchmarks: list[str]) -> str:
     """Under the table, each run that departs from the paper's protocol (the toy scale's, say) and how."""
     protocol = load_paper_tables()["protocol"]
@@ -110,6 +112,32 @@ def protocol_note(runs: dict[str, dict], benchmarks: list[str]) -> str:
     return "\n\n" + "\n".join(
         [f"{MARK} not the paper's protocol:"] + [f"- {k}: " + "; ".join(v) for k, v in off.items()]
     )
+
+
+def lora_table(runs: dict[str, dict], benchmarks: list[str]) -> str:
+    """Markdown: per model and method, the full fine-tuning run, the LoRA run and LoRA - full."""
+    keys = {key: tuple(key.rsplit("/", 2)) for key in runs}
+    bad = [key for key, parts in keys.items() if len(parts) != 3 or parts[2] not in TUNINGS]
+    if bad:
+        raise ValueError(f"runs {bad}: expected MODEL/METHOD/full or MODEL/METHOD/lora")
+    columns = [*benchmarks, "avg"]
+    header = ["Model", "Method", "Fine-tuning", *map(title, benchmarks), "Avg."]
+    lines = ["**LoRA vs full fine-tuning, SFT and DFT** (avg@k %)", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]  # fmt: skip
+    for model, method in dict.fromkeys(parts[:2] for parts in keys.values()):
+        scores = {t: our_scores(runs[f"{model}/{method}/{t}"], benchmarks) for t in TUNINGS
+                  if f"{model}/{method}/{t}" in runs}  # fmt: skip
+        for tuning, values in scores.items():
+            lines.append(f"| {model} | {method} | {TUNINGS[tuning]} | "
+                         + " | ".join(_fmt(values.get(c)) for c in columns) + " |")  # fmt: skip
+        if len(scores) == 2:
+            diff = [_diff(scores["lora"].get(c), scores["full"].get(c)) for c in columns]
+            lines.append(f"| {model} | {method} | LoRA - full | " + " | ".join(diff) + " |")
+    return "\n".join(lines)
+
+
+TUNINGS = {"full": "full", "lora": "LoRA"}
+TABLES = {"normalization": normalization_table, "beyond": beyond_table, "cft": cft_table, "lora": lora_table}
 
 
 def _fmt(value: float | None) -> str:
@@ -126,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("table", choices=sorted(TABLES))
     runs = (
         "METHOD/NORMALIZATION=summary.json (normalization), LABEL=summary.json (beyond), "
-        "MODEL/METHOD=summary.json (cft)"
+        "MODEL/METHOD=summary.json (cft), MODEL/METHOD/full|lora=summary.json (lora)"
     )
     parser.add_argument("--run", action="append", default=[], help=runs)
     parser.add_argument("--out", type=Path, help="also write the markdown here")

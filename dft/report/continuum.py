@@ -17,7 +17,19 @@ import numpy as np
 
 from dft.core.io import write_json_atomic, write_text_atomic
 
-LOSSES = ("sft", "dft", "prob_power@0.25", "prob_power@0.5")
+LOSSES = ("sft", "dft", "prob_power@0.25", "prob_power@0.5")  # the toy scale's (python -m dft quickstart continuum)
+
+
+def losses_of(accuracy: dict) -> list[str]:
+    """The losses of the runs (``START|LOSS|SEED`` keys, base aside): sft and dft first, then the others as given
+    (the recipe's prob_power alphas are its ALPHAS knob)."""
+    found = list(dict.fromkeys(key.split("|")[1] for key in accuracy if key.split("|")[1] != "base"))
+    missing = [loss for loss in ("sft", "dft") if loss not in found]
+    if missing:
+        raise ValueError(f"continuum: no {' or '.join(missing)} run (give START|LOSS|SEED=summary.json for each)")
+    return ["sft", "dft", *[loss for loss in found if loss not in ("sft", "dft")]]
+
+
 PREDICTED = {"strong": "DFT", "weak": "SFT", "intermediate": "either"}
 
 
@@ -26,11 +38,13 @@ def spread(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "min": float(min(values)), "max": float(max(values)), "n": len(values)}
 
 
-def point(strength, report: dict, accuracy: dict) -> dict:
+def point(strength, report: dict, accuracy: dict, losses: list[str]) -> dict:
     """One starting model: its diagnosis, each loss's accuracy over seeds, and DFT - SFT seed by seed."""
     by_loss = {}
-    for loss in LOSSES:
+    for loss in losses:
         by_loss[loss] = [100 * a for key, a in sorted(accuracy.items()) if key.startswith(f"{strength}|{loss}|")]
+        if not by_loss[loss]:
+            raise ValueError(f"continuum: no {loss} run of {strength} (give {strength}|{loss}|SEED=summary.json)")
     diff = [d - s for d, s in zip(by_loss["dft"], by_loss["sft"])]
     observed = "DFT" if np.mean(diff) > 0 else "SFT" if np.mean(diff) < 0 else "tie"
     predicted = PREDICTED[report["verdict"]["position"]]
@@ -53,12 +67,14 @@ def cell(s: dict) -> str:
 
 
 def table(points: list[dict]) -> str:
-    head = ["start (pretrain steps)", "mean_target_prob", "p < 0.1", "prior", "Base", *LOSSES, "DFT - SFT",
+    losses = list(points[0]["accuracy"])
+    start = "start (pretrain steps)" if isinstance(points[0]["strength"], int) else "starting model"
+    head = [start, "mean_target_prob", "p < 0.1", "prior", "Base", *losses, "DFT - SFT",
             "predicted", "observed"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in points:
         row = [str(p["strength"]), f"{p['mean_target_prob']:.3f}", f"{100 * p['share_below_0.1']:.0f}%",
-               p["position"], f"{p['base']:.1f}", *[cell(p["accuracy"][loss]) for loss in LOSSES],
+               p["position"], f"{p['base']:.1f}", *[cell(p["accuracy"][loss]) for loss in losses],
                cell(p["dft_minus_sft"]), p["predicted"], p["observed"]]  # fmt: skip
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -73,7 +89,7 @@ def figure(points: list[dict], path) -> None:
     FigureCanvasAgg(fig)
     axes = fig.add_subplot()
     x = [p["mean_target_prob"] for p in points]
-    for loss, marker in zip(LOSSES[1:], ("o", "s", "^")):
+    for loss, marker in zip(list(points[0]["accuracy"])[1:], "os^vDp"):
         sft = [p["accuracy"]["sft"]["mean"] for p in points]
         means = [p["accuracy"][loss]["mean"] - s for p, s in zip(points, sft)]
         label = "DFT - SFT" if loss == "dft" else f"{loss} - SFT"
@@ -84,11 +100,12 @@ def figure(points: list[dict], path) -> None:
         else:
             axes.plot(x, means, marker=marker, ls=":", label=label)
     for p in points:
-        axes.annotate(f"{p['strength']} steps", (p["mean_target_prob"], 0), fontsize=7, rotation=90, va="bottom")
+        label = f"{p['strength']} steps" if isinstance(p["strength"], int) else str(p["strength"])
+        axes.annotate(label, (p["mean_target_prob"], 0), fontsize=7, rotation=90, va="bottom")
     axes.axhline(0, color="k", lw=0.8)
     axes.set(xlabel="mean target-token p under the starting model (dft diagnose)",
              ylabel="accuracy difference (points)")  # fmt: skip
-    axes.set_title("toy continuum: held-out accuracy vs the prior's strength", fontsize=9)
+    axes.set_title("the continuum: accuracy vs the prior's strength", fontsize=9)
     axes.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=150)
@@ -96,13 +113,17 @@ def figure(points: list[dict], path) -> None:
 
 def write_continuum(out, diagnoses: dict, accuracy: dict, config: dict, wall_s: float) -> dict:
     """``continuum.md``/``.json``/``.png`` in ``out`` from {strength: diagnose report} and {"S|loss|seed": acc}."""
-    points = [point(s, report, accuracy) for s, report in sorted(diagnoses.items())]
+    losses = losses_of(accuracy)
+    # weak to strong: by pretraining steps (the toy scale), by the diagnosis (named starting models)
+    order = sorted(diagnoses, key=lambda s: s if isinstance(s, int) else diagnoses[s]["mean_target_prob"])
+    points = [point(s, diagnoses[s], accuracy, losses) for s in order]
     summary = {"config": config, "points": points, "wall_s": wall_s,
                "predictions_held": sum(p["prediction_held"] for p in points), "starts": len(points)}  # fmt: skip
     write_json_atomic(out / "continuum.json", summary)
-    note = (f"Accuracy in % on {config['n_test']} held-out problems, mean [min, max] over "
-            f"{config['seeds']} seeds; the prediction is dft diagnose's verdict. It held for "
-            f"{summary['predictions_held']} of {len(points)} starting models. Wall time {wall_s:.0f} s.")  # fmt: skip
+    measure = config.get("measure") or f"Accuracy in % on {config['n_test']} held-out problems"
+    note = (f"{measure}, mean [min, max] over {config['seeds']} seeds; the prediction is dft diagnose's verdict. "
+            f"It held for {summary['predictions_held']} of {len(points)} starting models."
+            + (f" Wall time {wall_s:.0f} s." if wall_s else ""))  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "continuum.md", table(points) + "\n\n" + note + "\n")
     figure(points, out / "continuum.png")
@@ -149,7 +170,11 @@ def main(argv=None) -> dict:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     seeds = {int(key.rsplit("|", 1)[1]) for key in accuracy}
-    config = {"seeds": len(seeds), "n_test": "the paper's five benchmarks' avg@k average"}
-    summary = write_continuum(Path(args.out), diagnoses, accuracy, config, 0.0)
+    config = {"seeds": len(seeds), "measure": "Accuracy: avg@k in % averaged over the evaluation's benchmarks"}
+    try:
+        summary = write_continuum(Path(args.out), diagnoses, accuracy, config, 0.0)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     print((Path(args.out) / "continuum.md").read_text())
     return summary

@@ -14,14 +14,17 @@ BENCHMARK=${BENCHMARK:-average}
 
 prepare_numina_for "$SETTING"
 read_preset "$MODEL"
-evaluate "$HUB_ID" "$RUNS/eval/fig1/base/step_0"
+# step 0 is the base model's evaluation, Table 1's (the same command and folder: done once for both recipes)
+evaluate "$HUB_ID" "$RUNS/eval/$MODEL-base"
 figure_runs=()
 for loss in $LOSSES; do
   run_dir="$RUNS/train/fig1/$MODEL-$loss"
+  # every checkpoint is evaluated: none is deleted (trainer.max_ckpt_to_keep=null, whatever the scale keeps)
   train "$run_dir" preset="$MODEL" setting="$SETTING" loss.name="$loss" data.train_files="$(numina_for "$SETTING")" \
-    trainer.save_freq="$SAVE_EVERY" trainer.total_training_steps="$STEPS" trainer.total_epochs=2 "$@"
+    trainer.save_freq="$SAVE_EVERY" trainer.total_training_steps="$STEPS" trainer.total_epochs=2 \
+    trainer.max_ckpt_to_keep=null "$@"
   run mkdir -p "$RUNS/eval/fig1/$loss"
-  run ln -sfn "$(realpath -m "$RUNS/eval/fig1/base/step_0")" "$RUNS/eval/fig1/$loss/step_0"
+  run ln -sfn "$(realpath -m "$RUNS/eval/$MODEL-base")" "$RUNS/eval/fig1/$loss/step_0"
   for ((step = SAVE_EVERY; step < STEPS + SAVE_EVERY; step += SAVE_EVERY)); do
     ((step > STEPS)) && step=$STEPS  # verl always saves the last step
     evaluate "$run_dir/global_step_$step/huggingface" "$RUNS/eval/fig1/$loss/step_$step"

@@ -10,8 +10,8 @@
 4. each start fine-tuned with SFT, DFT and ``prob_power`` at two alphas, ``--seeds`` seeds each (the seed orders
    the batches). At this scale the fine-tuning is a one-process PyTorch loop over the same token losses
    (``-log p``, ``-sg(p) log p``, ``dft.train.losses.beyond.prob_power_values``), not verl's engine: 24 runs of
-   ``dft train`` would take over half an hour of two cores; the cluster scale (``recipes/continuum/run.sh``)
-   trains with ``dft train``;
+   ``dft train`` would take over half an hour of two cores; the recipe (``recipes/continuum/run.sh``, at either
+   scale) trains with ``dft train``;
 5. every model evaluated on the held-out problems (greedy, math-verify), and ``continuum.md``,
    ``continuum.json`` and ``continuum.png`` (DFT - SFT accuracy against ``mean_target_prob``) written by
    :mod:`dft.report.continuum`.
