@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NUMBER = re.compile(r"^\**-?\d+\.\d+")
+NUMBER = re.compile(r"^\**[-+]?\d+\.\d+")
 
 
 @pytest.fixture(scope="module")
@@ -113,28 +113,34 @@ def test_table2(toy):
 
 def test_normalization(toy):
     check_ok(run_recipe(toy, "normalization"))
-    check_numbers(toy / "runs" / "normalization.md", 1, ["SFT/official", "SFT/token", "DFT/official", "DFT/token"])
+    rows = [f"{loss} / {norm}" for loss in ("SFT", "DFT") for norm in ("official", "token", "official - token")]
+    check_numbers(toy / "runs" / "normalization.md", 2, rows)
 
 
 def test_beyond_dft(toy):
     check_ok(run_recipe(toy, "beyond_dft"))
-    check_numbers(toy / "runs" / "beyond_dft.md", 1, ["SFT", "DFT", "DFT + end tokens", "ASFT", "prob_power"])
+    check_numbers(toy / "runs" / "beyond_dft.md", 1, ["SFT", "DFT", "DFT + end tokens", "ASFT", "prob_power (alpha 2)"])
     check_figure(toy / "runs" / "figures" / "beyond_dft_alpha.png")
 
 
 def test_cft(toy):
     check_ok(run_recipe(toy, "cft"))
-    check_numbers(toy / "runs" / "cft.md", 1, ["SFT", "DFT"])
+    rows = [f"{m} / {r}" for m in ("Tiny", "Qwen2.5-Math-1.5B") for r in ("SFT", "DFT", "DFT - SFT")]
+    check_numbers(toy / "runs" / "cft.md", 2, rows)
 
 
 def test_lora(toy):
     check_ok(run_recipe(toy, "lora"))
-    check_numbers(toy / "runs" / "lora.md", 1, ["SFT", "DFT"])
+    rows = [f"{m} / {loss} / {tuning}" for m in ("Tiny", "Qwen2.5-Math-1.5B") for loss in ("SFT", "DFT")
+            for tuning in ("full", "LoRA", "LoRA - full")]  # fmt: skip
+    check_numbers(toy / "runs" / "lora.md", 3, rows)
 
 
 def test_fig1_dynamics(toy):
     check_ok(run_recipe(toy, "fig1_dynamics"))
     check_figure(toy / "runs" / "fig1_dynamics.png")
+    plotted = json.loads((toy / "runs" / "fig1_dynamics.png.json").read_text())
+    assert plotted["runs"]["SFT"]["steps"] == plotted["runs"]["DFT"]["steps"] == [0, 2, 4]  # every checkpoint
 
 
 def test_fig3_lr_bs(toy):
@@ -211,7 +217,9 @@ def test_fig2_token_probs(toy):
 
 def test_continuum(toy):
     check_ok(run_recipe(toy, "continuum"))
-    assert (toy / "runs" / "continuum" / "continuum.md").is_file()
+    check_figure(toy / "runs" / "continuum" / "continuum.png")
+    points = json.loads((toy / "runs" / "continuum" / "continuum.json").read_text())["points"]
+    assert len(points) == 2  # the tiny Base and the faithful Qwen2.5-Math: a starting model each
 
 
 def quickstart(*args: str) -> subprocess.CompletedProcess:
