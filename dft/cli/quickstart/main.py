@@ -23,7 +23,7 @@ from dft.cli.quickstart import table1
 from dft.cli.quickstart.recipe import table_lines
 from dft.core.args import DefaultsHelpFormatter, at_least, positive_float, positive_int
 
-TEST_PROBLEMS = 500  # the held-out split recipes/scale_tiny.sh builds; --n-test evaluates its first N
+TEST_PROBLEMS = 200  # the held-out problems recipes/scale_tiny.sh builds; --n-test evaluates the first N
 
 
 def build_parser() -> argparse.ArgumentParser:
