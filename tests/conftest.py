@@ -14,6 +14,16 @@ from dft.models.tiny import build_tiny_assets
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def environment_of_the_suite():
+    """Each test leaves ``os.environ`` as it found it: a run prepared in this process (``scope_logs``) sets
+    ``VERL_FILE_LOGGER_PATH`` and ``TENSORBOARD_DIR``, which every later launcher would otherwise inherit and log to."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory):
     return build_tiny_assets(tmp_path_factory.mktemp("tiny"), n_train=256, n_val=32, n_test=16, seed=0)

@@ -175,6 +175,18 @@ def launch(script: str, args, env: dict, wait=True, timeout=600):
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def finish_or_explain(proc: subprocess.Popen, ray_nodes, timeout: float) -> subprocess.CompletedProcess:
+    """Wait for a launched run; past ``timeout`` kill it and fail with what the cluster held (nodes, actors)."""
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        state = ray_nodes.probe()
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"no end after {timeout} s; the cluster: {json.dumps(state)}\n{out[-5000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+
+
 def driver_env(ray_nodes, **extra) -> dict:
     env = {k: v for k, v in ray_nodes.env.items() if k not in ("BLOCK", "RAY_PORT")}
     return {**env, "RAY_ADDRESS": ray_nodes.address, "NNODES": "2", "GPUS_PER_NODE": "1", **extra}
@@ -266,7 +278,7 @@ def test_grpo_main_ppo_steps_on_the_cluster_using_both_nodes(ray_nodes, tiny, tm
                 "actor_rollout_ref.rollout.n=2", "actor_rollout_ref.rollout.tensor_model_parallel_size=1",
                 f"trainer.default_local_dir={tmp_path / 'ckpt'}"]  # fmt: skip
         began = time.monotonic()
-        result = launch("train_rl.sh", args, env)
+        result = finish_or_explain(launch("train_rl.sh", args, env, wait=False), ray_nodes, timeout=480)
         print(f"\n[ray] GRPO (main_ppo), 1 step, trainer.nnodes=2: {time.monotonic() - began:.1f} s")
         assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
         after = ray_nodes.probe()
