@@ -16,9 +16,8 @@ setting, e.g. ``paper`` or ``corrected``); legends give each line's sample size,
   panel per run, log-scale counts.
 - ``sweep`` (learning-rate and batch-size sensitivity): a run is ``METHOD@VALUE=SUMMARY``.
 
-Accuracy is a summary's metric in percent: by default the ``avg@k`` key (whatever k the run used) of the
-benchmark, or of the ``average`` section (the mean over benchmarks). The JSON holds every plotted number and
-the file it came from, so a figure can be checked without reading pixels.
+Accuracy is a summary's metric in percent: by default ``avg@k`` (any k) of the benchmark, or of the ``average`` section
+(the mean over benchmarks). The JSON holds every plotted number and its file: a figure is checked without pixels.
 """
 
 import argparse
