@@ -21,6 +21,7 @@ def score(tiny, data, output, log):
     args = ["preset=tiny-cpu", f"model.path={tiny.model_dir}", f"data.train_files={data}", f"ref.output={output}",
             f"ref.rows_per_step={ROWS_PER_STEP}", *FP32]  # fmt: skip
     check_ok(run_module("ref_logprobs", args, log, nproc=2))
+    assert list(output.parent.glob(f"{output.name}.logs/*/.hydra/config.yaml")), "Hydra's folder beside ref.output"
     return pd.read_parquet(output)
 
 

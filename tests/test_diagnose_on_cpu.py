@@ -65,6 +65,7 @@ def diagnose(model_dir, data, out, *extra, nproc=None):
             *FP32, *extra]  # fmt: skip
     check_ok(run_module("diagnose", args, out.parent / "diagnose.log", nproc=nproc))
     assert {"report.md", "report.json", "target_probs.png"} <= {p.name for p in out.iterdir()}
+    assert list(out.glob("logs/*/.hydra/config.yaml")), "Hydra's folder belongs in out/logs, not in the working dir"
     return json.loads((out / "report.json").read_text())
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 import hydra
@@ -26,6 +27,7 @@ from omegaconf import open_dict
 from dft.core.io import atomic_write, write_json_atomic, write_text_atomic
 from dft.core.paths import CONFIGS
 from dft.report.prior import structural_entry, structural_warning, target_statistics, verdict
+from dft.train.progress import hydra_logs_beside
 
 # answer-format markers looked for among the targets (their tokens in the model's vocabulary)
 ANSWER_MARKERS = ("\\boxed",)
@@ -176,8 +178,14 @@ def check_config(config) -> None:
     check_scoring(config)
 
 
+def main() -> None:
+    """``dft diagnose``: its Hydra folder (composed config, job log) goes under ``out/logs``."""
+    sys.argv = hydra_logs_beside(sys.argv, "out", "/logs")
+    diagnose_from_config()
+
+
 @hydra.main(config_path=str(CONFIGS), config_name="dft_trainer", version_base=None)
-def main(config) -> None:
+def diagnose_from_config(config) -> None:
     from dft.train.config import prepare_config
     from dft.train.ref_scoring import data_files, score
 

@@ -10,7 +10,8 @@ Logs: Hydra writes its run folder (``.hydra/`` and the job log) to ``hydra.run.d
 verl's TensorBoard writer (``TENSORBOARD_DIR``) and file logger (``VERL_FILE_LOGGER_PATH``) into that folder, where
 verl would write ``./tensorboard_log/<project>/<experiment>`` and ``./<project>/<experiment>.jsonl`` in the working
 directory: two runs with the same name, or a run and its resumption, each get their own folder instead of
-merging. Variables already set are left alone.
+merging. Variables already set are left alone. A command that scores rather than trains (``dft ref_logprobs``, ``dft
+diagnose``) keeps its Hydra folder beside what it writes instead (:func:`hydra_logs_beside`).
 """
 
 from __future__ import annotations
@@ -81,3 +82,12 @@ def scope_logs(config, run_dir: Path | None = None) -> Path:
     if "file" in (config.trainer.get("logger") or []):
         Path(os.environ["VERL_FILE_LOGGER_PATH"]).parent.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def hydra_logs_beside(argv: list[str], key: str, suffix: str) -> list[str]:
+    """``argv`` with ``hydra.run.dir=<value of key><suffix>/<start time>`` added where the command line sets ``key``
+    and not ``hydra.run.dir``; else ``argv`` unchanged."""
+    given = dict(arg.lstrip("+").split("=", 1) for arg in argv[1:] if "=" in arg and not arg.startswith("-"))
+    if "hydra.run.dir" in given or not given.get(key):
+        return argv
+    return [*argv, f"hydra.run.dir={given[key]}{suffix}/${{now:%Y%m%d-%H%M%S}}"]

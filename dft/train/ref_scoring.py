@@ -27,6 +27,7 @@ parts are merged into the output at the end.
 
 import os
 import shutil
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from dft.eval.store import append_rows, load_rows
 from dft.models.checkpoints import resolve_model
 from dft.train.columns import PAIR_SIDES, TOPK_COLUMNS, ref_column
 from dft.train.config import prepare_config
+from dft.train.progress import hydra_logs_beside
 from dft.train.ref_topk import arrow_columns, scored_topk, storage_row, topk_hook, with_topk_metadata
 from dft.train.run_record import METADATA, claim_run
 from dft.train.sft_datasets import PairCollator, PreferencePairDataset, target_positions
@@ -258,8 +260,14 @@ def check_config(config) -> None:
         raise ValueError(f"ref.rows_per_step={config.ref.rows_per_step} must be a multiple of the {world} ranks")
 
 
+def main() -> None:
+    """``dft ref_logprobs``: its Hydra folder (composed config, job log) goes beside ``ref.output``."""
+    sys.argv = hydra_logs_beside(sys.argv, "ref.output", ".logs")
+    score_from_config()
+
+
 @hydra.main(config_path=str(CONFIGS), config_name="dft_trainer", version_base=None)
-def main(config) -> None:
+def score_from_config(config) -> None:
     fingerprint = claim_run(config, scoring=True)  # before check_config resolves model.path
     check_config(config)
     score(prepare_config(config, training=False), fingerprint)
