@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("table", nargs="?", choices=("table1", "table3", "continuum"), default="table1", help=tables)
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
     parser.add_argument("--pretrain-steps", type=positive_int, default=150, help="cross-entropy steps that make Base")
-    parser.add_argument("--steps", type=positive_int, default=80, help="fine-tuning steps per loss (batch 32)")
+    parser.add_argument("--steps", type=positive_int, default=70, help="fine-tuning steps per loss (batch 32)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="fine-tuning learning rate")
     parser.add_argument("--n-train", type=at_least(64, "half pretrains and half fine-tunes, batch 32 each"),
                         default=4000, help="training problems (half pretrain, half fine-tune)")  # fmt: skip
