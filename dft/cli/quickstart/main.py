@@ -37,12 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
               "and prob_power from starting models of several strengths (out: runs/continuum)")  # fmt: skip
     parser.add_argument("table", nargs="?", choices=("table1", "table3", "continuum"), default="table1", help=tables)
     parser.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output directory")
-    parser.add_argument("--pretrain-steps", type=positive_int, default=150, help="cross-entropy steps that make Base")
-    parser.add_argument("--steps", type=positive_int, default=70, help="fine-tuning steps per loss (batch 32)")
+    parser.add_argument("--pretrain-steps", type=positive_int, default=120, help="cross-entropy steps that make Base")
+    parser.add_argument("--steps", type=positive_int, default=50, help="fine-tuning steps per loss (batch 32)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="fine-tuning learning rate")
     parser.add_argument("--n-train", type=at_least(64, "half pretrains and half fine-tunes, batch 32 each"),
                         default=4000, help="training problems (half pretrain, half fine-tune)")  # fmt: skip
-    parser.add_argument("--n-test", type=at_most(TEST_PROBLEMS), default=150,
+    parser.add_argument("--n-test", type=at_most(TEST_PROBLEMS), default=120,
                         help="held-out problems every row is evaluated on")  # fmt: skip
     parser.add_argument("--max-new-tokens", type=positive_int, default=64, help="new tokens per evaluated answer")
     from dft.cli.quickstart import continuum, table3
